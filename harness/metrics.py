@@ -1,0 +1,100 @@
+"""Metrics computed from the per-item records alone (scikit-learn for the classification metrics)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.stats import bootstrap_ci
+
+INVALID = "<invalid>"  # stands for "no label" in per-class tables and confusion matrices
+
+
+def summarize(records: pd.DataFrame, strategies: dict[str, dict], *, seed: int = 0) -> pd.DataFrame:
+    """One row per strategy: accuracy with a 95% bootstrap interval, macro-F1, latency percentiles,
+    throughput, cost per 1,000 items, fit time and cost, error and invalid counts.
+
+    `strategies` carries what records cannot: model name, fit seconds/cost, predict wall seconds."""
+    rows = []
+    for name, group in records.groupby("strategy", sort=False):
+        info = strategies.get(name, {})
+        rows.append({"strategy": name, "model": info.get("model", ""), **score(group, seed=seed),
+                     "fit_seconds": info.get("fit_seconds", 0.0), "fit_cost_usd": info.get("fit_cost_usd", 0.0),
+                     "throughput_items_per_s": _throughput(group, info),
+                     "latency_basis": info.get("latency_basis", "")})
+    return pd.DataFrame(rows)
+
+
+def score(group: pd.DataFrame, *, seed: int = 0) -> dict:
+    from sklearn.metrics import f1_score
+
+    correct = group["correct"].astype(bool).to_numpy()
+    low, high = bootstrap_ci(correct, seed=seed)
+    gold = group["gold"].astype(str)
+    latency = group["latency_ms"].astype(float).to_numpy()
+    errors = group["error"].notna()
+    return {
+        "n": len(group),
+        "accuracy": float(correct.mean()) if len(group) else float("nan"),
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+        # Macro over the gold classes: an invalid answer costs its class recall, it is not a class of its own.
+        "macro_f1": float(f1_score(gold, _pred(group), labels=sorted(gold.unique()), average="macro",
+                                   zero_division=0)),
+        "latency_p50_ms": _pct(latency, 50),
+        "latency_p95_ms": _pct(latency, 95),
+        "latency_p99_ms": _pct(latency, 99),
+        "cost_per_1k_usd": 1000.0 * float(group["cost_usd"].astype(float).mean()),
+        "spent_usd": float(group["spent_usd"].astype(float).sum()),
+        "n_cached": int(group["cached"].astype(bool).sum()),
+        "n_errors": int(errors.sum()),
+        "n_invalid": int((group["pred"].isna() & ~errors).sum()),
+    }
+
+
+def per_class(records: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall, F1 and support per (strategy, gold class)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    frames = []
+    for name, group in records.groupby("strategy", sort=False):
+        labels = sorted(group["gold"].astype(str).unique())
+        p, r, f, s = precision_recall_fscore_support(group["gold"].astype(str), _pred(group), labels=labels,
+                                                     zero_division=0)
+        frames.append(pd.DataFrame({"strategy": name, "label": labels, "precision": p, "recall": r, "f1": f,
+                                    "support": s}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def confusion(records: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """Confusion matrix (rows gold, columns predicted; INVALID for no label)."""
+    from sklearn.metrics import confusion_matrix
+
+    group = records[records["strategy"] == strategy]
+    gold, pred = group["gold"].astype(str), _pred(group)
+    labels = sorted(set(gold) | set(pred))
+    return pd.DataFrame(confusion_matrix(gold, pred, labels=labels), index=labels, columns=labels)
+
+
+def top_confusions(records: pd.DataFrame, strategy: str, n: int = 10) -> pd.DataFrame:
+    group = records[(records["strategy"] == strategy) & ~records["correct"].astype(bool)]
+    pairs = pd.DataFrame({"gold": group["gold"].astype(str), "pred": _pred(group)})
+    return pairs.value_counts().head(n).rename("count").reset_index()
+
+
+def _pred(group: pd.DataFrame) -> pd.Series:
+    return group["pred"].where(group["pred"].notna(), INVALID).astype(str)
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def _throughput(group: pd.DataFrame, info: dict) -> float:
+    """Items per second of prediction. Per-item strategies (possibly concurrent): items / measured wall time.
+    Batch-amortised ones: items / summed measured compute, since the wall time of a run that reused
+    embeddings computed for another strategy would flatter them."""
+    if info.get("latency_basis") == "batch-amortised":
+        seconds = group["latency_ms"].astype(float).sum() / 1000.0
+    else:
+        seconds = info.get("predict_seconds")
+    return float(len(group) / seconds) if seconds else float("nan")

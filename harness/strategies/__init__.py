@@ -1,0 +1,1 @@
+"""Strategy families. Each module holds one family; every family implements `harness.strategies.base.Strategy`."""
