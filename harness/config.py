@@ -43,7 +43,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()):
             cfg.experiment_name = experiment
         OmegaConf.resolve(cfg)
         _check_missing(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise HarnessError(_one_line(exc)) from exc
     finally:
         GlobalHydra.instance().clear()
@@ -71,6 +71,9 @@ def _check_missing(cfg) -> None:
 
 def _one_line(exc: Exception) -> str:
     text = str(exc)
+    bad_override = getattr(exc, "override", None)  # hydra's OverrideParseException
+    if bad_override:
+        text = f"cannot parse override '{bad_override}': {text.split('See https')[0].strip()}"
     # Hydra: "Could not find 'strategy/rga'" or "Could not load 'strategy/rga'"
     match = re.search(r"Could not (?:find|load) '(\w+)/([^']+)'", text)
     if match and match.group(1) in GROUPS:

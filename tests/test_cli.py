@@ -1,0 +1,77 @@
+"""The command line: one-line errors that name the key and list the choices, and exit codes."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["experiment=nope"], r"error: no experiment 'nope'; known: (\w+, )*banking77_classic, (\w+, )*default"),
+    (["dataset=nope"], r"error: no dataset 'nope'; known: banking77, table"),
+    (["+strategy@strategies.x=rga"], r"error: no strategy 'rga'; known: (\w+, )*embed_knn, embed_logreg, "),
+    (["dataset=table"], r"error: config key 'dataset.path' is required"),
+    (["dataset=table", "dataset.path=missing.csv"], r"error: missing.csv: no such file"),
+    (["experiment=banking77_classic", "dataset.heldout_size=5000"],
+     r"error: dataset.heldout_size=5000 is larger than the 3080 held-out items of banking77"),
+    (["~experiment"], r"error: config key 'strategies' is empty"),
+    (["seed=[1"], r"error: .*seed=\[1"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, argv, message):
+    code, err = run_cli(capsys, "run", *argv, f"output_dir={tmp_path}")
+    assert code == 2
+    assert re.match(message, err), err
+    assert "\n" not in err
+    assert not list(tmp_path.glob("*/*/results.csv"))  # nothing half-written that looks finished
+
+
+def test_missing_column_lists_the_columns(capsys, tmp_path, tiny_csv):
+    code, err = run_cli(capsys, "run", "dataset=table", f"dataset.path={tiny_csv}", "dataset.label_column=category",
+                        f"output_dir={tmp_path}")
+    assert code == 2 and "no column 'category'; columns: id, text, label, split" in err
+
+
+def test_unknown_strategy_inside_an_experiment_file(capsys, tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    import shutil
+
+    from harness.config import conf_dir
+
+    shutil.copytree(conf_dir(), conf, symlinks=False)
+    (conf / "experiment" / "typo.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /strategy@strategies.a: tfidf_logreg\n  - /strategy@strategies.b: rga\n")
+    monkeypatch.setenv("HARNESS_CONF", str(conf))
+    code, err = run_cli(capsys, "run", "experiment=typo", f"output_dir={tmp_path}")
+    assert code == 2 and re.match(r"error: no strategy 'rga'; known: (\w+, )*embed_knn, embed_logreg", err)
+
+
+def test_report_on_a_directory_that_is_not_a_run(capsys, tmp_path):
+    code, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 2 and err == f"error: {tmp_path}: not a run directory (no manifest.json)"
+
+
+def test_list_and_help(capsys):
+    assert main(["list", "strategy"]) == 0
+    assert "tfidf_logreg" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "harness resume" in capsys.readouterr().out
+
+
+def test_run_on_user_table_end_to_end(capsys, tmp_path, tiny_csv):
+    code = main(["run", "experiment=banking77_classic", "dataset=table", f"dataset.path={tiny_csv}",
+                 "dataset.split_column=split", f"output_dir={tmp_path}",
+                 "~strategies.embed_logreg", "~strategies.embed_knn"])
+    assert code == 0
+    results = pd.read_csv(next(tmp_path.glob("banking77_classic/*/results.csv")))
+    assert list(results["strategy"]) == ["tfidf_logreg"] and results["n"].item() == 32
