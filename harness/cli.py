@@ -16,7 +16,18 @@ EPILOG = """examples:
   harness run dataset=table dataset.path=denials.csv dataset.label_column=category
   harness resume reports/default/2026-01-31_12-00-00
   harness report reports/default/2026-01-31_12-00-00
+  harness report reports/default/2026-01-31_12-00-00 pricing.monthly_volume=50000 pricing.horizon_months=24
+  harness compare reports/default/2026-01-31_12-00-00 reports/prompted/2026-02-01_09-00-00
   harness list strategy
+  harness hosted-finetune --dry-run               # price a hosted fine-tune; write its training file
+"""
+
+REGRESS_EPILOG = """examples:
+  harness baseline save reports/default/2026-01-31_12-00-00 support-v1
+  harness regress --baseline support-v1 experiment=support      # the project's current prompts and models
+  harness regress --baseline support-v1 strategies.zero_shot.closest_cutoff=0.9   # the baseline's, changed
+  harness regress --baseline support-v1 --candidate reports/default/2026-02-01_09-00-00
+  harness regress --baseline support-v1 --strategy zero_shot gate.max_accuracy_drop_points=1
 """
 
 
@@ -55,11 +66,53 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rebuild a run's results and report from its records (loads no model)")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("overrides", nargs="*", help="re-price the decision: pricing.KEY=VALUE or pricing=NAME")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("compare", help="merge runs made on the same held-out set into one report")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_OVERRIDE",
+                   help="two or more run directories, then optional pricing.KEY=VALUE overrides")
+    p.add_argument("--output-dir", type=Path, default=Path("reports"),
+                   help="the report goes to OUTPUT_DIR/compare/<UTC timestamp>/ (default: reports)")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("list", help="list the options of a config group (or of all groups)")
     p.add_argument("group", nargs="?", help="dataset, strategy, model, hardware, embedder, pricing, experiment")
     p.set_defaults(func=_list)
+
+    p = sub.add_parser("hosted-finetune", help="price an API fine-tune and write its training JSONL (--dry-run), or "
+                                               "upload it and start the job (--launch, needs the API key)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="write the training file, print the estimate, upload "
+                                                             "nothing")
+    mode.add_argument("--launch", action="store_true", help="also upload the file and start the fine-tuning job")
+    p.add_argument("--strategy", default="hosted_finetune", help="the hosted fine-tune strategy's name in the "
+                                                                 "config (default: hosted_finetune, added if absent)")
+    p.add_argument("--out", type=Path, help="the JSONL path (default: OUTPUT_DIR/hosted_finetune/DATASET-MODEL.jsonl)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=table dataset.path=tickets.csv "
+                                                "strategies.hosted_finetune.base_model=gpt-4.1-mini-2025-04-14")
+    p.set_defaults(func=_hosted_finetune)
+
+    p = sub.add_parser("regress", help="the regression gate: a candidate against a baseline (exit 0 pass, 1 fail, "
+                                       "2 error)", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=REGRESS_EPILOG)
+    p.add_argument("--baseline", required=True, help="a baseline name under baselines/, or a baseline or run path")
+    p.add_argument("--candidate", type=Path, help="compare this existing run instead of running the candidate")
+    p.add_argument("--strategy", action="append", default=[], help="run and compare only this strategy "
+                                                                   "(repeatable; default: all)")
+    p.add_argument("--junit", type=Path, help="JUnit XML output (default: CANDIDATE_RUN/regress/junit.xml)")
+    p.add_argument("--summary", type=Path, help="Markdown summary (default: CANDIDATE_RUN/regress/summary.md)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of the baseline's config (kept together); "
+                                                "gate.KEY=VALUE ones adjust the policy")
+    p.set_defaults(func=_regress)
+
+    p = sub.add_parser("baseline", help="save a complete run as a small, committable baseline")
+    baseline = p.add_subparsers(dest="baseline_command", required=True)
+    p = baseline.add_parser("save", help="write baselines/NAME/ (records with item texts, manifest; no models)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="replace an existing baseline of that name")
+    p.set_defaults(func=_baseline_save)
     return parser
 
 
@@ -89,11 +142,26 @@ def _resume(args) -> int:
 def _report(args) -> int:
     from harness.report import build
 
-    results = build(args.run_dir)
+    results = build(args.run_dir, args.overrides)
+    _print_results(results, args.run_dir)
+    return 0
+
+
+def _compare(args) -> int:
+    import pandas as pd
+
+    from harness.report.compare import compare
+
+    overrides = [item for item in args.runs if "=" in item]
+    path = compare([Path(item) for item in args.runs if "=" not in item], args.output_dir, overrides)
+    _print_results(pd.read_csv(path / "results.csv"), path)
+    return 0
+
+
+def _print_results(results, path: Path) -> None:
     print(results[["strategy", "n", "accuracy", "macro_f1", "latency_p95_ms", "cost_per_1k_usd"]]
           .to_string(index=False))
-    print(f"report: {args.run_dir / 'report.md'}")
-    return 0
+    print(f"report: {path / 'report.html'} (also report.md, summary.pdf)")
 
 
 def _list(args) -> int:
@@ -104,6 +172,60 @@ def _list(args) -> int:
         if group not in GROUPS:
             raise HarnessError(f"no config group '{group}'; known: {', '.join(GROUPS)}")
         print(f"{group}: {', '.join(known(group)) or '(none)'}")
+    return 0
+
+
+def _hosted_finetune(args) -> int:
+    from harness.config import instantiate
+    from harness.strategies.hosted import HostedFineTune, estimate_lines, write_jsonl
+
+    cfg = _with_strategy(args.overrides, args.strategy, "hosted_finetune")
+    strategy = instantiate(cfg.strategies[args.strategy], name=args.strategy)
+    if not isinstance(strategy, HostedFineTune):
+        raise HarnessError(f"strategy '{args.strategy}' is not a hosted fine-tune (its _target_ is "
+                           f"{cfg.strategies[args.strategy]._target_})")
+    dataset = instantiate(cfg.dataset)
+    rows, estimate = strategy.training_file(dataset)
+    out = args.out or Path(cfg.output_dir) / "hosted_finetune" / f"{dataset.name}-{estimate.base_model}.jsonl"
+    print("\n".join(estimate_lines(estimate, write_jsonl(rows, out))))
+    if not args.launch:
+        print("dry run: nothing was uploaded")
+        return 0
+    job = strategy.launch(out)
+    print(f"fine-tuning job {job.id}: {job.status}. When it succeeds, run the strategy with "
+          f"strategies.{args.strategy}.fine_tuned_model=<the ft: model id the provider reports>")
+    return 0
+
+
+def _with_strategy(overrides: list[str], name: str, option: str):
+    """The config with strategy `name`, added from conf/strategy/OPTION.yaml when the experiment lacks it."""
+    from harness.config import compose
+
+    try:
+        cfg = compose(overrides)
+        if name in cfg.strategies:
+            return cfg
+    except HarnessError:
+        pass  # e.g. overrides of strategies.NAME.* that only resolve once the strategy is added
+    return compose([f"+strategy@strategies.{name}={option}", *overrides])
+
+
+def _regress(args) -> int:
+    from harness import regress, regress_report
+
+    outcome = regress.check(args.baseline, args.overrides, candidate=args.candidate, strategies=args.strategy)
+    junit = args.junit or outcome.candidate / "regress" / "junit.xml"
+    summary = args.summary or outcome.candidate / "regress" / "summary.md"
+    regress_report.write(outcome, junit=junit, summary=summary)
+    print("\n".join(regress_report.verdict_lines(outcome)))
+    print(f"{'PASS' if outcome.passed else 'FAIL'}; summary: {summary}; JUnit: {junit}")
+    return 0 if outcome.passed else 1
+
+
+def _baseline_save(args) -> int:
+    from harness.baselines import save
+
+    print(f"baseline: {save(args.run_dir, args.name, force=args.force)}")
     return 0
 
 

@@ -222,6 +222,27 @@ def stratified_sample(examples: list[Example], n: int, seed: int) -> list[Exampl
     return _in_file_order(picked, examples)
 
 
+def per_class_sample(examples: list[Example], n_per_class: int | None, seed: int) -> list[Example]:
+    """At most `n_per_class` items of every label (all of a smaller class), seeded, in their original order;
+    None keeps everything.
+
+    Hand-written because scikit-learn samples in proportion to class sizes, not a fixed count per class. Each
+    label's items are shuffled once per seed and the first n taken, so for one seed a smaller sample is a subset
+    of a larger one: learning-curve points then differ only by the added items."""
+    if n_per_class is None:
+        return list(examples)
+    if not isinstance(n_per_class, int) or n_per_class < 1:
+        raise HarnessError(f"training items per class must be a positive integer or null (all), got {n_per_class!r}")
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for position, ex in enumerate(examples):
+        by_label.setdefault(ex.label, []).append(position)
+    keep = set()
+    for label in sorted(by_label):
+        keep.update(rng.permutation(by_label[label])[:n_per_class].tolist())
+    return [ex for position, ex in enumerate(examples) if position in keep]
+
+
 def _finish(name, train, heldout, labels, descriptions, source, heldout_size, seed) -> Dataset:
     known = {ex.label for ex in train}
     for ex in heldout:

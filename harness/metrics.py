@@ -1,6 +1,8 @@
 """Metrics computed from the per-item records alone (scikit-learn for the classification metrics)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -20,8 +22,24 @@ def summarize(records: pd.DataFrame, strategies: dict[str, dict], *, seed: int =
         rows.append({"strategy": name, "model": info.get("model", ""), **score(group, seed=seed),
                      "fit_seconds": info.get("fit_seconds", 0.0), "fit_cost_usd": info.get("fit_cost_usd", 0.0),
                      "throughput_items_per_s": _throughput(group, info),
-                     "latency_basis": info.get("latency_basis", "")})
+                     "latency_basis": info.get("latency_basis", ""),
+                     "single_item_latency_p50_ms": _single_item_p50(group), **training_columns(info)})
     return pd.DataFrame(rows)
+
+
+def training_columns(info: dict) -> dict:
+    """What a strategy learned from: training items per class (a learning-curve sweep's n, or few-shot's k per
+    class, which belongs on the same axis), the sweep seed, and the number of training items its fit saw."""
+    return {"train_per_class": info.get("train_per_class", info.get("k_per_class")),
+            "sweep_seed": info.get("sweep_seed"), "n_train": info.get("n_train")}
+
+
+def _single_item_p50(group: pd.DataFrame) -> float:
+    """Median of the single-item latencies that batch-amortised strategies measure on a sample of items
+    (records' extra `single_item_latency_ms`); NaN for strategies that do not."""
+    extras = group["extra"].dropna().map(lambda e: json.loads(e) if isinstance(e, str) else e)
+    values = [e["single_item_latency_ms"] for e in extras if isinstance(e, dict) and "single_item_latency_ms" in e]
+    return _pct(np.asarray(values, dtype=float), 50)
 
 
 def score(group: pd.DataFrame, *, seed: int = 0) -> dict:

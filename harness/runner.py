@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 from harness.config import instantiate
 from harness.errors import HarnessError
 from harness.records import RunDir
+from harness import sweep
+from harness.scenarios import stages
 from harness.services import Services
 
 log = logging.getLogger(__name__)
@@ -25,20 +27,22 @@ def run(cfg: DictConfig, *, resume: Path | None = None) -> Path:
         raise HarnessError("config key 'strategies' is empty; pick an experiment (experiment=...) or add one "
                            "with +strategy@strategies.NAME=NAME")
     dataset = instantiate(cfg.dataset)
-    strategies = {name: instantiate(node, name=name) for name, node in cfg.strategies.items()}
+    # one stage per strategy, unless a scenario or a learning-curve sweep fits each more than once
+    plan = sweep.stages(cfg, dataset) if cfg.get("sweep") else stages(cfg, dataset)
     hardware = instantiate(cfg.hardware)
     rundir = _open(cfg, dataset, resume)
     services = Services(hardware=hardware, run_dir=rundir.path, seed=int(cfg.seed),
                         embedder_factory=lambda: instantiate(cfg.embedder),
-                        llm_factory=lambda: instantiate(cfg.llm) if cfg.get("llm") else None)
+                        llm_factory=_llm_factory(cfg, hardware, rundir.path))
     import sys
 
     print(f"run directory: {rundir.path}  (if interrupted: harness resume {rundir.path})", file=sys.stderr)
     manifest = rundir.update_manifest(status="running")
     info = manifest.setdefault("strategies", {})
     try:
-        for name, strategy in strategies.items():
-            info[name] = _run_strategy(name, strategy, dataset, services, rundir, info.get(name, {}))
+        for stage in plan:
+            info[stage.name] = _run_strategy(stage.name, stage.strategy, stage.train, services, rundir,
+                                             info.get(stage.name, {}), sweep.columns(stage))
             rundir.update_manifest(strategies=info)
     except KeyboardInterrupt:
         rundir.update_manifest(status="interrupted")
@@ -46,12 +50,28 @@ def run(cfg: DictConfig, *, resume: Path | None = None) -> Path:
     except BaseException:
         rundir.update_manifest(status="failed")
         raise
-    rundir.write_predictions(list(strategies))
+    finally:
+        services.close()  # stops local model servers
+    rundir.write_predictions([stage.name for stage in plan])
+    from harness.projection import write_projection
+
+    write_projection(rundir.path, cfg.get("projection"))
     rundir.update_manifest(status="complete", finished_at=_now())
     from harness.report import build
 
     build(rundir.path)
     return rundir.path
+
+
+def _llm_factory(cfg: DictConfig, hardware, run_dir: Path):
+    """model config -> endpoint, with the root `llm:` client settings; heavy imports wait for the first call."""
+    settings = OmegaConf.to_container(cfg.llm, resolve=True) if cfg.get("llm") else {}
+
+    def connect(model: dict):
+        from harness.llm.factory import connect as connect_model
+
+        return connect_model(model, settings, hardware=hardware, run_dir=run_dir)
+    return connect
 
 
 def _open(cfg: DictConfig, dataset, resume: Path | None) -> RunDir:
@@ -79,7 +99,7 @@ def _open(cfg: DictConfig, dataset, resume: Path | None) -> RunDir:
     return rundir
 
 
-def _run_strategy(name, strategy, dataset, services, rundir: RunDir, previous: dict) -> dict:
+def _run_strategy(name, strategy, dataset, services, rundir: RunDir, previous: dict, columns: dict) -> dict:
     done = rundir.done_ids(name)
     todo = [ex for ex in dataset.heldout if ex.id not in done]
     if not todo:
@@ -95,7 +115,9 @@ def _run_strategy(name, strategy, dataset, services, rundir: RunDir, previous: d
         "fit_seconds": fit_seconds,
         "fit_cost_usd": float(getattr(strategy, "fit_cost_usd_", services.hardware.cost_usd(fit_seconds))),
         "predict_seconds": previous.get("predict_seconds", 0.0),
+        "n_train": len(dataset.train),  # the training items fit was given (a strategy may report fewer it used)
         **strategy.describe(),
+        **columns,
     }
     t1 = time.perf_counter()
     try:

@@ -14,9 +14,9 @@ class Services:
     run_dir: Path
     seed: int = 0
     embedder_factory: Callable[[], Any] | None = None
-    llm_factory: Callable[[], Any] | None = None
+    llm_factory: Callable[[dict], Any] | None = None  # model config -> endpoint (harness.llm.factory.connect)
     _embedder: Any = field(default=None, repr=False)
-    _llm: Any = field(default=None, repr=False)
+    _llms: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def embedder(self):
@@ -25,11 +25,22 @@ class Services:
             self._embedder = self.embedder_factory()
         return self._embedder
 
-    @property
-    def llm(self):
-        if self._llm is None:
-            self._llm = self.llm_factory()
-        return self._llm
+    def llm(self, model: dict):
+        """The run's one endpoint for `model` (a conf/model config), built on first use and shared by every
+        strategy that uses it: one local server per model, one client, one response cache."""
+        if model["name"] not in self._llms:
+            if self.llm_factory is None:
+                from harness.errors import HarnessError
+
+                raise HarnessError(f"model '{model['name']}': this run has no LLM settings (config key 'llm')")
+            self._llms[model["name"]] = self.llm_factory(model)
+        return self._llms[model["name"]]
+
+    def close(self) -> None:
+        """Stops what the run started (local model servers, client connections)."""
+        endpoints, self._llms = list(self._llms.values()), {}
+        for endpoint in endpoints:
+            endpoint.close()
 
     def artifacts(self, strategy: str) -> Path:
         """A directory for a strategy's saved state (e.g. fine-tuned weights), reused on resume."""

@@ -1,29 +1,78 @@
-"""Reports rebuilt from a run directory's records and manifest alone: no model is loaded here."""
+"""Reports rebuilt from a run directory's records and manifest alone: no model is loaded here.
+
+A run directory gets results.csv, per_class.csv, total_cost.csv, break_even.csv, significance.csv (and
+scenario.csv for a scenario run), report.md, report.html, summary.pdf and charts/*.png|svg."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from harness import metrics
+from harness.errors import HarnessError
 from harness.records import RunDir, atomic_write
 
-RESULT_COLUMNS = ["strategy", "model", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1",
-                  "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "throughput_items_per_s",
-                  "cost_per_1k_usd", "spent_usd", "fit_seconds", "fit_cost_usd", "n_errors", "n_invalid",
+RESULT_COLUMNS = ["strategy", "family", "model", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                  "macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "latency_p50_ms", "latency_p95_ms",
+                  "latency_p99_ms", "throughput_items_per_s", "cost_per_1k_usd", "cost_per_1k_usd_ci_low",
+                  "cost_per_1k_usd_ci_high", "spent_usd", "fit_seconds", "fit_cost_usd", "n_errors", "n_invalid",
                   "n_cached", "latency_basis"]
+PLAN_COLUMNS = ["total_usd", "monthly_usd", "within_budget"]  # depend on the pricing plan, not on the run
 
 
-def build(run_path: Path) -> pd.DataFrame:
-    """Writes results.csv, per_class.csv and report.md into the run directory; returns the results."""
+def build(run_path: Path, pricing_overrides: Sequence[str] = ()) -> pd.DataFrame:
+    """Writes the run's tables and reports; returns the results (one row per strategy).
+
+    `pricing_overrides` (`pricing.monthly_volume=50000`, `pricing=NAME`) re-price the decision without touching
+    the records."""
+    from harness.report import analysis, items, markdown, pricing
+
     rundir = RunDir.open(Path(run_path))
     manifest = rundir.read_manifest()
     records = rundir.load_records()
-    results = metrics.summarize(records, manifest.get("strategies", {}), seed=manifest.get("config", {}).get("seed", 0))
-    results = results.reindex(columns=RESULT_COLUMNS)
-    atomic_write(rundir.path / "results.csv", results.to_csv(index=False))
-    atomic_write(rundir.path / "per_class.csv", metrics.per_class(records).to_csv(index=False))
-    from harness.report.markdown import render
+    if records.empty:
+        raise HarnessError(f"{rundir.path}: no records yet, so nothing to report")
+    plan = pricing.resolve(manifest, pricing_overrides)
+    texts, note = items.heldout_texts(manifest)
+    result = analysis.analyse(manifest, records, plan, texts=texts, notes=[note] if note else [])
+    _write_tables(rundir.path, result)
+    atomic_write(rundir.path / "report.md", markdown.render(manifest, _results_frame(result.results), records,
+                                                            analysis=result))
+    _write_visuals(rundir.path, result)
+    return _results_frame(result.results)
 
-    atomic_write(rundir.path / "report.md", render(manifest, results, records))
-    return results
+
+def _results_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """results.csv: RESULT_COLUMNS first, then whatever else metrics.summarize reports (e.g. train_per_class);
+    the costs at the pricing plan go to total_cost.csv instead."""
+    rest = [c for c in results.columns if c not in RESULT_COLUMNS and c not in PLAN_COLUMNS]
+    return results.reindex(columns=RESULT_COLUMNS + rest)
+
+
+def _write_tables(path: Path, a) -> None:
+    lines = [a.lines[name] for name in a.results["strategy"]]
+    total = pd.DataFrame({
+        "strategy": a.results["strategy"], "family": a.results["family"],
+        "fit_usd": [line.fit_usd for line in lines], "retrains": [line.retrains for line in lines],
+        "retrain_usd": [line.retrain_usd for line in lines],
+        "fixed_monthly_usd": [line.fixed_monthly_usd for line in lines],
+        "cost_per_1k_usd": [1000 * line.cost_per_item_usd for line in lines],
+        "upfront_usd": [line.upfront_usd for line in lines], "total_usd": a.results["total_usd"],
+        "monthly_usd": a.results["monthly_usd"], "within_budget": a.results["within_budget"],
+        "monthly_volume": a.plan.monthly_volume, "horizon_months": a.plan.horizon_months})
+    frames = {"results.csv": _results_frame(a.results), "per_class.csv": a.per_class, "total_cost.csv": total,
+              "break_even.csv": a.break_evens, "significance.csv": a.pairwise}
+    if a.scenario is not None:
+        frames["scenario.csv"] = a.scenario
+    for name, frame in frames.items():
+        atomic_write(path / name, frame.to_csv(index=False))
+
+
+def _write_visuals(path: Path, a) -> None:
+    from harness.report import charts, html, pdf
+
+    rendered = charts.render(a, path / "charts")
+    atomic_write(path / "report.html", html.render(a, rendered))
+    tmp = path / "summary.pdf.tmp"
+    pdf.write(a, tmp)
+    tmp.replace(path / "summary.pdf")

@@ -6,15 +6,86 @@ import pandas as pd
 from harness import metrics
 
 
-def render(manifest: dict, results: pd.DataFrame, records: pd.DataFrame) -> str:
+def render(manifest: dict, results: pd.DataFrame, records: pd.DataFrame, analysis=None) -> str:
+    """`analysis` (harness.report.analysis.Analysis) adds the recommendation and the decision tables."""
     from jinja2 import Environment, PackageLoader
 
     env = Environment(loader=PackageLoader("harness.report", "templates"), keep_trailing_newline=True)
-    table = _results_table(results)
+    table = _results_table(results) + _single_item_note(results) + _projection(manifest.get("projection"))
     confusions = {name: metrics.top_confusions(records, name, n=5).to_markdown(index=False)
                   for name in results["strategy"]}
     return env.get_template("report.md.j2").render(m=manifest, table=table, confusions=confusions,
-                                                   results=results.to_dict("records"))
+                                                   results=results.to_dict("records"),
+                                                   **(_decision(analysis) if analysis is not None else {}))
+
+
+def _decision(a) -> dict:
+    from harness.report import tables
+
+    sections = {"Total cost of ownership": tables.total_cost(a), "Break-even volumes": tables.break_even(a),
+                "Significance (McNemar exact, Holm-adjusted)": tables.significance(a)}
+    if a.scenario is not None:
+        sections["New categories: before and after adapting"] = tables.scenario(a)
+    if not a.learning_curve.empty:
+        sections["Learning curves"] = tables.learning_curve(a)
+    retrain = _retrain(a)
+    if not retrain.empty:
+        sections["What one retrain costs (trained strategies)"] = retrain
+    sections["F1 per class, worst first (20)"] = tables.per_class(a, limit=20)
+    return {"recommendation": a.recommendation, "decision_tables": {title: _markdown(frame)
+                                                                    for title, frame in sections.items()}}
+
+
+def _retrain(a) -> pd.DataFrame:
+    """Per trained strategy: the time and money one refit takes (its measured fit, priced on the hardware
+    profile, or a provider's training price), and the training items it learned from."""
+    info = a.manifest.get("strategies", {})
+    rows = a.results[a.results["family"] == "trained"]
+    return pd.DataFrame({
+        "strategy": rows["strategy"],
+        "training items": [info.get(name, {}).get("n_train", "") for name in rows["strategy"]],
+        "retrain time": ["provider-side (not measured)" if pd.isna(s) else f"{s:,.1f} s" for s in rows["fit_seconds"]],
+        "retrain $": rows["fit_cost_usd"].map("{:.4f}".format),
+        "priced as": [info.get(name, {}).get("fit_basis", "measured seconds x hardware $/h")
+                      for name in rows["strategy"]]})
+
+
+def _single_item_note(results: pd.DataFrame) -> str:
+    """Batch-amortised strategies also measure items scored one at a time; say which latency is which."""
+    column = results.get("single_item_latency_p50_ms")
+    if column is None or column.isna().all():
+        return ""
+    measured = [f"{name}: {ms:.1f} ms" for name, ms in zip(results["strategy"], column) if pd.notna(ms)]
+    return ("\n\nSingle-item latency (p50, one item per forward pass, measured on a sample of the held-out items; "
+            "the table's p50 / p95 for these strategies is batch-amortised): " + "; ".join(measured) + ".")
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "(none)"
+    # A '|' in a label would end a table cell.
+    cells = frame.astype(str).map(lambda cell: cell.replace("|", "\\|"))
+    return cells.to_markdown(index=False, disable_numparse=True)
+
+
+def _projection(rows: list[dict] | None) -> str:
+    """The prompted strategies' recorded prompts priced on API models (harness.projection), beside the cost
+    measured on the run's own model."""
+    if not rows:
+        return ""
+    frame = pd.DataFrame(rows)
+    shown = pd.DataFrame({
+        "strategy": frame["strategy"], "if run on (projected)": frame["api_model"],
+        "projected $ per 1k": frame["projected_cost_per_1k_usd"].map("{:.4f}".format),
+        "measured on": frame["measured_model"],
+        "measured $ per 1k": frame["measured_cost_per_1k_usd"].map("{:.4f}".format),
+        "prompt / completion tokens": [f"{p:.0f} / {c:.1f}" for p, c in
+                                       zip(frame["prompt_tokens_mean"], frame["completion_tokens_mean"])],
+        "tokenizer": frame["tokenizer"], "price source": frame["price_source"]})
+    return ("\n\n**Projected API cost (a projection, not measured):** what the same prompts would cost per 1,000 "
+            "items on each API model, from their tokens counted with that model's tokenizer and the completion "
+            "tokens measured here; no API model was called and accuracy on them is unknown.\n\n"
+            + _markdown(shown))
 
 
 def _results_table(results: pd.DataFrame) -> str:

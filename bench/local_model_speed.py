@@ -1,0 +1,135 @@
+"""Seconds per item of a prompted strategy on the local model, against the bound set by the model's own speed.
+
+- Product path: the strategy (zero_shot by default) predicts BANKING77 items through the llama-cpp-python
+  server, litellm, the LLM client and parsing, response cache off. The server's log gives, per request, how many
+  prompt tokens it evaluated (the rest was reused from the previous prompt's prefix) and how many decode steps
+  it ran.
+- The model's own speed: the same GGUF in this process through llama_cpp directly (same threads, same chat
+  template, same prompts in the same order so the same prefix reuse; no HTTP, no output constraint). llama.cpp's
+  counters give its prefill speed (tokens/s over the evaluated prompt tokens) and generation speed (tokens/s).
+- bound = sum over items of evaluated prompt tokens / prefill speed + decode steps / generation speed.
+  Printed: measured wall seconds per item / bound per item (target <= 1.2).
+
+The two alternate in blocks of items, so on a shared machine both see the same load. The first item, which
+evaluates the whole shared system prompt once, is a warm-up on both sides.
+
+    .venv/bin/python bench/local_model_speed.py [--items 40] [--block 10] [--strategy zero_shot]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import harness  # noqa: E402,F401  (offline environment first)
+from harness.config import compose, instantiate  # noqa: E402
+from harness.llm.factory import connect  # noqa: E402
+from harness.services import Services  # noqa: E402
+
+# llama.cpp's per-request counters in the server log: prompt eval (ms, tokens), eval (ms, runs), total (ms)
+TIMING = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens.*\n.*?eval time =\s*([\d.]+) ms /\s*(\d+) runs"
+                    r".*\n.*?total time =\s*([\d.]+) ms")
+
+
+class InProcessModel:
+    """The GGUF run directly by llama_cpp, accumulating llama.cpp's own prefill and decode counters."""
+
+    def __init__(self, model_path: Path, threads: int) -> None:
+        import llama_cpp
+
+        self.llama_cpp = llama_cpp
+        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=4096, n_threads=threads,
+                                   n_threads_batch=threads, verbose=False)
+        self.prefill_ms = self.decode_ms = 0.0
+        self.prefill_tokens = self.decode_steps = 0
+
+    def answer(self, messages: list, max_tokens: int, *, count: bool = True) -> None:
+        self.llama_cpp.llama_perf_context_reset(self.llm.ctx)
+        self.llm.create_chat_completion(messages, max_tokens=max(max_tokens, 1), temperature=0.0)
+        perf = self.llama_cpp.llama_perf_context(self.llm.ctx)
+        if count:
+            self.prefill_ms += perf.t_p_eval_ms
+            self.prefill_tokens += perf.n_p_eval
+            self.decode_ms += perf.t_eval_ms
+            self.decode_steps += perf.n_eval
+
+    def speeds(self) -> tuple[float, float]:
+        return 1000.0 * self.prefill_tokens / self.prefill_ms, 1000.0 * self.decode_steps / self.decode_ms
+
+
+def main() -> None:
+    args = _args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose(["experiment=default", f"model={args.model}", f"dataset.heldout_size={args.items + 1}",
+                       "llm.cache_dir=null", f"output_dir={tmp}"])
+        dataset, hardware = instantiate(cfg.dataset), instantiate(cfg.hardware)
+        settings = dict(cfg.llm)
+        services = Services(hardware=hardware, run_dir=Path(tmp), seed=int(cfg.seed),
+                            embedder_factory=lambda: instantiate(cfg.embedder),
+                            llm_factory=lambda model: connect(model, settings, hardware=hardware, run_dir=tmp))
+        strategy = instantiate(cfg.strategies[args.strategy], name=args.strategy).fit(dataset, services)
+        endpoint = services.llm(cfg.strategies[args.strategy].model)
+        local = InProcessModel(endpoint.server.model_path, endpoint.server.n_threads)
+        items = dataset.heldout
+        contexts, _ = strategy._item_contexts(items)
+        messages = [strategy.messages(ex, ctx) for ex, ctx in zip(items, contexts)]
+        loads = [os.getloadavg()[0]]
+        warm = list(strategy.predict(items[:1]))
+        local.answer(messages[0], warm[0].completion_tokens, count=False)
+        wall_s, predictions = 0.0, []
+        for start in range(1, len(items), args.block):
+            block = slice(start, min(start + args.block, len(items)))
+            t0 = time.perf_counter()
+            predictions += list(strategy.predict(items[block]))
+            wall_s += time.perf_counter() - t0
+            by_id = {p.item_id: p for p in predictions}
+            for ex, chat in zip(items[block], messages[block]):
+                local.answer(chat, by_id[ex.id].completion_tokens)
+            loads.append(os.getloadavg()[0])
+        log = endpoint.server.log_path.read_text(errors="replace")
+        services.close()
+    timings = [tuple(map(float, found)) for found in TIMING.findall(log)][1:]  # the warm-up's excluded
+    if len(timings) != len(predictions):
+        sys.exit(f"the server log has {len(timings)} timed requests for {len(predictions)} items; cannot pair them")
+    _report(args, cfg, strategy, endpoint, predictions, timings, local.speeds(), wall_s, loads)
+
+
+def _report(args, cfg, strategy, endpoint, predictions, timings, speeds, wall_s, loads) -> None:
+    prefill_tps, gen_tps = speeds
+    n = len(predictions)
+    evaluated = sum(t[1] for t in timings)
+    decode_steps = sum(t[3] for t in timings)
+    bound_s = evaluated / prefill_tps + decode_steps / gen_tps
+    compute_s = sum(t[0] + t[2] for t in timings) / 1000.0
+    server_s = sum(t[4] for t in timings) / 1000.0
+    print(f"{args.strategy} on {cfg.model.name}: {n} items after a warm-up, concurrency {endpoint.max_concurrency}, "
+          f"output_mode {strategy.output_mode_}, accuracy {sum(p.correct for p in predictions) / n:.1%}")
+    print(f"machine: {os.cpu_count()} cores, 1-minute load average {min(loads):.2f}-{max(loads):.2f} during the run")
+    print(f"model's own speed (llama_cpp in-process): prefill {prefill_tps:.1f} tokens/s, generation "
+          f"{gen_tps:.1f} tokens/s")
+    print(f"per item: {evaluated / n:.1f} prompt tokens evaluated of {sum(p.prompt_tokens for p in predictions) / n:.0f} "
+          f"(the rest reused), {decode_steps / n:.1f} decode steps")
+    print(f"server's own counters per item: model compute {compute_s / n:.3f} s, request total {server_s / n:.3f} s "
+          f"(the difference is sampling under the output constraint); the rest of the wall time is HTTP, litellm "
+          f"and the harness")
+    print(f"seconds per item: measured {wall_s / n:.3f}, bound {bound_s / n:.3f}, ratio {wall_s / bound_s:.2f} "
+          f"(target <= 1.2)")
+
+
+def _args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=40, help="timed items (one more is the warm-up)")
+    parser.add_argument("--block", type=int, default=10, help="items per block; the two sides alternate by block")
+    parser.add_argument("--strategy", default="zero_shot", help="zero_shot, few_shot or rag")
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="a conf/model config of a local GGUF")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()

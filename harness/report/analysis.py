@@ -1,0 +1,191 @@
+"""Everything a decision report shows, computed once from a run's manifest and records: scores with intervals,
+total cost at volume, break-even volumes, significance, per-class detail and the recommendation. The renderers
+(markdown, HTML, PDF, charts) only format what is here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness import metrics, stats
+from harness.costs import FAMILIES, PROMPTED, TRAINED, BreakEven, CostLine, PricingPlan, break_even, cost_line
+from harness.scenarios import is_candidate
+
+SWEEP_COLUMNS = ("train_per_class", "sweep_seed")
+
+
+@dataclass
+class Analysis:
+    manifest: dict
+    plan: PricingPlan
+    results: pd.DataFrame  # one row per strategy: metrics.summarize, family, intervals, total cost at the plan
+    per_class: pd.DataFrame
+    pairwise: pd.DataFrame  # one row per pair of strategies (stats.pairwise)
+    break_evens: pd.DataFrame  # one row per (prompted, trained) pair
+    lines: dict[str, CostLine]
+    best: str | None  # the strategy the recommendation names
+    recommendation: list[str]
+    latency_ms: dict[str, np.ndarray]
+    confusions: pd.DataFrame  # top confusions of `best`, with an example item
+    flips: pd.DataFrame  # items `best` and the runner-up disagree on
+    learning_curve: pd.DataFrame  # empty unless the run has train_per_class
+    scenario: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def family_of(name: str, manifest: dict, records: pd.DataFrame) -> str:
+    """prompted or trained. The rule, first that applies: the manifest's strategies info `family`; the module of
+    the strategy's `_target_` in the config (looked up by name, then by base name before '['):
+    harness.strategies.prompted means prompted, any other trained; else prompted when any record used prompt
+    tokens."""
+    info = manifest.get("strategies", {}).get(name, {})
+    if info.get("family") in FAMILIES:
+        return info["family"]
+    configs = manifest.get("config", {}).get("strategies") or {}
+    node = configs.get(name) or configs.get(name.split("[")[0])
+    if isinstance(node, dict) and node.get("_target_"):
+        return PROMPTED if node["_target_"].startswith("harness.strategies.prompted.") else TRAINED
+    tokens = records.loc[records["strategy"] == name, "prompt_tokens"].fillna(0).astype(float)
+    return PROMPTED if (tokens > 0).any() else TRAINED
+
+
+def scored(manifest: dict, records: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """metrics.summarize plus family, sweep columns, and intervals for macro-F1 and cost per 1,000."""
+    info = manifest.get("strategies", {})
+    results = metrics.summarize(records, info, seed=seed)
+    for column in SWEEP_COLUMNS:
+        if column not in results:
+            results[column] = [info.get(name, {}).get(column) for name in results["strategy"]]
+    results.insert(1, "family", [family_of(name, manifest, records) for name in results["strategy"]])
+    intervals = [_intervals(group, seed) for _, group in records.groupby("strategy", sort=False)]
+    return pd.concat([results, pd.DataFrame(intervals, index=results.index)], axis=1)
+
+
+def _intervals(group: pd.DataFrame, seed: int) -> dict:
+    low, high = stats.macro_f1_ci(group["gold"].astype(str), _pred(group), seed=seed)
+    cost_low, cost_high = stats.bootstrap_ci(1000.0 * group["cost_usd"].astype(float).to_numpy(), seed=seed)
+    return {"macro_f1_ci_low": low, "macro_f1_ci_high": high,
+            "cost_per_1k_usd_ci_low": cost_low, "cost_per_1k_usd_ci_high": cost_high}
+
+
+def analyse(manifest: dict, records: pd.DataFrame, plan: PricingPlan, *, texts: dict[str, str] | None = None,
+            notes: list[str] | None = None) -> Analysis:
+    from harness.report.recommend import recommend
+
+    seed = int(manifest.get("config", {}).get("seed", 0) or 0)
+    records = records.drop_duplicates(["strategy", "item_id"], keep="last")
+    results = scored(manifest, records, seed=seed)
+    lines = {row.strategy: cost_line(row.strategy, row.family, fit_cost_usd=float(row.fit_cost_usd or 0.0),
+                                     cost_per_1k_usd=float(row.cost_per_1k_usd), plan=plan)
+             for row in results.itertuples()}
+    results = with_totals(results, lines, plan)
+    correct = records.pivot(index="item_id", columns="strategy", values="correct")[list(results["strategy"])]
+    pairwise = stats.pairwise(correct, seed=seed)
+    candidates = results[[is_candidate(name, manifest) for name in results["strategy"]]]
+    evens = break_evens(candidates, lines)
+    best, sentences = recommend(candidates, evens, pairwise, plan)
+    best_or_top = best or _most_accurate(results)
+    texts = texts or {}
+    return Analysis(
+        manifest=manifest, plan=plan, results=results, per_class=metrics.per_class(records), pairwise=pairwise,
+        break_evens=evens, lines=lines, best=best, recommendation=sentences,
+        latency_ms={name: g["latency_ms"].astype(float).to_numpy()
+                    for name, g in records.groupby("strategy", sort=False)},
+        confusions=confusions(records, best_or_top, texts),
+        flips=flips(records, best_or_top, _runner_up(results, best_or_top), texts),
+        learning_curve=learning_curve(results), scenario=_scenario(manifest, records), notes=list(notes or []))
+
+
+def with_totals(results: pd.DataFrame, lines: dict[str, CostLine], plan: PricingPlan) -> pd.DataFrame:
+    """Adds each strategy's total cost over the horizon at the plan's volume, its monthly average, and whether
+    that average is within the budget."""
+    results = results.copy()
+    totals = [lines[name].total_usd(plan.monthly_volume) for name in results["strategy"]]
+    results["total_usd"] = totals
+    results["monthly_usd"] = [t / plan.horizon_months for t in totals]
+    budget = plan.monthly_budget_usd
+    results["within_budget"] = [budget is None or m <= budget for m in results["monthly_usd"]]
+    return results
+
+
+def break_evens(results: pd.DataFrame, lines: dict[str, CostLine]) -> pd.DataFrame:
+    rows = []
+    for prompted in results.loc[results["family"] == PROMPTED, "strategy"]:
+        for trained in results.loc[results["family"] == TRAINED, "strategy"]:
+            even: BreakEven = break_even(lines[prompted], lines[trained])
+            rows.append({"prompted": prompted, "trained": trained, "kind": even.kind,
+                         "monthly_volume": even.monthly_volume, "cheaper_below": even.cheaper_below,
+                         "cheaper_above": even.cheaper_above})
+    return pd.DataFrame(rows, columns=["prompted", "trained", "kind", "monthly_volume", "cheaper_below",
+                                       "cheaper_above"])
+
+
+def confusions(records: pd.DataFrame, strategy: str | None, texts: dict[str, str], n: int = 10) -> pd.DataFrame:
+    """The n most frequent (gold, predicted) mistakes of `strategy`, each with one example item."""
+    columns = ["gold", "pred", "count", "example_id", "example_text"]
+    wrong = records[(records["strategy"] == strategy) & ~records["correct"].astype(bool)]
+    if wrong.empty:
+        return pd.DataFrame(columns=columns)
+    wrong = wrong.assign(pred=_pred(wrong))
+    top = (wrong.groupby(["gold", "pred"], sort=False)
+           .agg(count=("item_id", "size"), example_id=("item_id", "first"))
+           .reset_index().sort_values("count", ascending=False, kind="stable").head(n))
+    top["example_text"] = top["example_id"].map(lambda i: texts.get(i, ""))
+    return top[columns].reset_index(drop=True)
+
+
+def flips(records: pd.DataFrame, best: str | None, other: str | None, texts: dict[str, str],
+          n: int = 10) -> pd.DataFrame:
+    """Up to n items each way where exactly one of `best` and `other` is right."""
+    columns = ["item_id", "text", "gold", "right", "pred_best", "pred_other"]
+    if best is None or other is None:
+        return pd.DataFrame(columns=columns)
+    pair = (records[records["strategy"].isin([best, other])].assign(pred=_pred)
+            .pivot(index="item_id", columns="strategy", values=["gold", "pred", "correct"]).dropna())
+    rows = []
+    for winner, loser in ((best, other), (other, best)):
+        won = pair[pair[("correct", winner)].astype(bool) & ~pair[("correct", loser)].astype(bool)].head(n)
+        rows += [{"item_id": item, "text": texts.get(item, ""), "gold": r[("gold", best)], "right": winner,
+                  "pred_best": r[("pred", best)], "pred_other": r[("pred", other)]} for item, r in won.iterrows()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def learning_curve(results: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy by training items per class, one curve per base strategy (mean, min and max over seeds).
+    Empty unless some strategy was run at two or more sizes; then every strategy with a size is shown (few-shot's
+    exemplars per class sit on the same axis)."""
+    swept = results[results["train_per_class"].notna()]
+    swept = swept.assign(base=swept["strategy"].str.split("[").str[0])
+    sizes = swept.groupby("base")["train_per_class"].nunique()
+    if sizes.empty or sizes.max() < 2:
+        return pd.DataFrame(columns=["strategy", "train_per_class", "accuracy", "accuracy_min", "accuracy_max",
+                                     "n_seeds"])
+    swept = swept.assign(strategy=swept["base"], train_per_class=swept["train_per_class"].astype(float))
+    return (swept.groupby(["strategy", "train_per_class"], sort=False)
+            .agg(accuracy=("accuracy", "mean"), accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
+                 n_seeds=("accuracy", "size"))
+            .reset_index().sort_values(["strategy", "train_per_class"], kind="stable").reset_index(drop=True))
+
+
+def _pred(frame: pd.DataFrame) -> pd.Series:
+    return frame["pred"].fillna(metrics.INVALID).astype(str)
+
+
+def _most_accurate(results: pd.DataFrame) -> str | None:
+    if results.empty:
+        return None
+    return results.sort_values(["accuracy", "total_usd"], ascending=[False, True], kind="stable")["strategy"].iloc[0]
+
+
+def _runner_up(results: pd.DataFrame, best: str | None) -> str | None:
+    return _most_accurate(results[results["strategy"] != best])
+
+
+def _scenario(manifest: dict, records: pd.DataFrame) -> pd.DataFrame | None:
+    scenario = manifest.get("config", {}).get("scenario")
+    if not scenario:
+        return None
+    from harness.scenarios import table
+
+    return table(records, manifest)

@@ -1,0 +1,121 @@
+"""hosted_finetune: the training cost estimate, the dry run's JSONL, the launch refusing without a key, and
+inference through the LLM client against the fake OpenAI-compatible server."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.config import compose, instantiate
+from harness.errors import HarnessError
+from harness.services import Services
+from harness.strategies.hosted import TrainingEstimate, count_tokens
+from tests.conftest import tiny_overrides
+from tests.fake_openai import fake_openai  # noqa: F401  (the fixture)
+
+ADD = "+strategy@strategies.hosted_finetune=hosted_finetune"
+
+
+def _strategy(tiny_csv, tmp_path, *extra):
+    cfg = compose(["experiment=banking77_classic", *tiny_overrides(tiny_csv, tmp_path), ADD, *extra])
+    return cfg, instantiate(cfg.strategies.hosted_finetune, name="hosted_finetune"), instantiate(cfg.dataset)
+
+
+def test_cost_is_tokens_times_epochs_times_price():
+    estimate = TrainingEstimate("gpt-4o-mini-2024-07-18", n_examples=1000, tokens_per_epoch=250_000, epochs=4,
+                                training_usd_per_1m_tokens=3.0, source="test")
+    assert estimate.cost_usd == pytest.approx(3.00)  # 250,000 x 4 = 1M tokens at $3 per 1M
+
+
+def test_estimate_counts_the_training_file_with_the_models_tokenizer(tiny_csv, tmp_path):
+    import litellm
+
+    cfg, strategy, dataset = _strategy(tiny_csv, tmp_path, "strategies.hosted_finetune.epochs=2")
+    rows, estimate = strategy.training_file(dataset)
+    by_hand = sum(litellm.token_counter(model="gpt-4o-mini-2024-07-18", messages=r["messages"]) for r in rows)
+    assert estimate.n_examples == len(dataset.train) == len(rows)
+    assert estimate.tokens_per_epoch == by_hand == count_tokens(rows, "gpt-4o-mini-2024-07-18")
+    # conf/pricing/training.yaml: gpt-4o-mini-2024-07-18 trains at $3.00 per 1M tokens
+    assert estimate.training_usd_per_1m_tokens == 3.0
+    assert estimate.cost_usd == pytest.approx(by_hand * 2 * 3.0 / 1e6)
+    assert "platform.openai.com" in estimate.source
+
+
+def test_train_per_class_shrinks_the_file(tiny_csv, tmp_path):
+    _, strategy, dataset = _strategy(tiny_csv, tmp_path, "strategies.hosted_finetune.train_per_class=3")
+    rows, estimate = strategy.training_file(dataset)
+    assert len(rows) == 3 * len(dataset.labels) == estimate.n_examples
+
+
+def test_dry_run_writes_chat_fine_tuning_jsonl(tiny_csv, tmp_path, capsys):
+    out = tmp_path / "train.jsonl"
+    assert main(["hosted-finetune", "--dry-run", "--out", str(out), "experiment=banking77_classic",
+                 *tiny_overrides(tiny_csv, tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "nothing was uploaded" in printed and "training cost:" in printed and "$" in printed
+    _, _, dataset = _strategy(tiny_csv, tmp_path)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(dataset.train)
+    for line, example in zip(lines, dataset.train):
+        messages = json.loads(line)["messages"]
+        assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+        assert messages[1]["content"] == example.text
+        assert messages[2]["content"] == example.label and example.label in dataset.labels
+        assert all(isinstance(m["content"], str) and m["content"] for m in messages)
+
+
+def test_launch_without_a_key_fails_cleanly_naming_the_variable(tiny_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code = main(["hosted-finetune", "--launch", "--out", str(tmp_path / "t.jsonl"), "experiment=banking77_classic",
+                 *tiny_overrides(tiny_csv, tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "OPENAI_API_KEY" in err and "nothing was uploaded" in err
+
+
+def test_launch_failure_never_shows_the_key(tiny_csv, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-test-key")
+    # nothing listens on port 9 of this host: the upload fails at once
+    _, strategy, dataset = _strategy(tiny_csv, tmp_path, "strategies.hosted_finetune.api_base=http://127.0.0.1:9/v1")
+    rows, _ = strategy.training_file(dataset)
+    from harness.strategies.hosted import write_jsonl
+
+    with pytest.raises(HarnessError) as info:
+        strategy.launch(write_jsonl(rows, tmp_path / "t.jsonl"))
+    assert "fine-tuning job failed" in str(info.value) and "sk-secret-test-key" not in str(info.value)
+
+
+def test_a_run_needs_the_fine_tuned_model_id(tiny_csv, tmp_path):
+    cfg, strategy, dataset = _strategy(tiny_csv, tmp_path)
+    with pytest.raises(HarnessError, match="fine_tuned_model"):
+        strategy.fit(dataset, Services(hardware=instantiate(cfg.hardware), run_dir=tmp_path))
+
+
+def test_predicts_through_the_client_at_the_fine_tuned_models_prices(tiny_csv, tmp_path, fake_openai, monkeypatch):
+    from harness.llm.factory import connect
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    cfg, strategy, dataset = _strategy(
+        tiny_csv, tmp_path, "strategies.hosted_finetune.fine_tuned_model=openai/ft:gpt-4o-mini-2024-07-18:org::x1",
+        f"strategies.hosted_finetune.api_base={fake_openai.url}")
+    gold = {ex.text: ex.label for ex in dataset.heldout}
+    fake_openai.configure(answer=lambda messages: gold[messages[-1]["content"]])
+    hardware = instantiate(cfg.hardware)
+    services = Services(hardware=hardware, run_dir=tmp_path,
+                        llm_factory=lambda model: connect(model, {"cache_dir": None}, hardware=hardware,
+                                                          run_dir=tmp_path))
+    strategy.fit(dataset, services)
+    try:
+        predictions = list(strategy.predict(dataset.heldout))
+    finally:
+        services.close()
+    assert len(predictions) == len(dataset.heldout) and all(p.correct for p in predictions)
+    p = predictions[0]
+    assert p.cost_usd == pytest.approx(p.prompt_tokens * 0.30e-6 + p.completion_tokens * 1.20e-6)
+    assert strategy.fit_cost_usd_ == pytest.approx(strategy.estimate_.cost_usd) and strategy.fit_cost_usd_ > 0
+    info = strategy.describe()
+    assert info["family"] == "trained" and info["training_tokens_per_epoch"] == strategy.estimate_.tokens_per_epoch
+    # the fine-tuned model sees what it was trained on: the training file's system prompt, then the item
+    body = fake_openai.bodies[0]["messages"]
+    rows, _ = strategy.training_file(dataset)
+    assert body[0] == rows[0]["messages"][0] and body[1]["role"] == "user"
