@@ -220,36 +220,33 @@ class FewShot(PromptedStrategy):
 
 
 class Rag(PromptedStrategy):
-    """Retrieval-augmented: each item's `k_examples` most similar labelled training items (`examples`) and its
-    `k_labels` most likely labels (`candidates`: the labels whose description, or name when the taxonomy has no
-    descriptions, is closest to the item) go into its user message."""
+    """Retrieval-augmented: each item's `k_examples` most similar labelled training items (`examples`) and, when
+    the dataset's taxonomy has descriptions, the `k_labels` labels whose descriptions are closest to it
+    (`candidates`) go into its user message."""
 
-    def __init__(self, *, k_examples: int = 10, k_labels: int = 5, **kwargs) -> None:
+    def __init__(self, *, k_examples: int = 5, k_labels: int = 5, **kwargs) -> None:
         super().__init__(**kwargs)
         self.k_examples = k_examples
         self.k_labels = k_labels
 
     def _prepare(self, train, services) -> dict[str, Any]:
         self.index_ = _TrainIndex(train, services.embedder)
-        self.labels_ = list(train.labels)
-        self.descriptions_ = {label: train.descriptions.get(label, "") for label in self.labels_}
-        label_texts = [f"{label.replace('_', ' ')}: {desc}" if desc else label.replace("_", " ")
-                       for label, desc in self.descriptions_.items()]
-        self.label_vectors_, label_seconds = services.embedder.encode(label_texts, desc="embedding labels")
+        # Label names alone retrieve poorly (BANKING77's 'country_support' item drew 'get_physical_card' and
+        # 'visa_or_mastercard'), and misleading candidates cost tokens: candidates need descriptions.
+        self.candidates_ = [(label, text) for label, text in train.descriptions.items() if text]
+        texts = [f"{label.replace('_', ' ')}: {text}" for label, text in self.candidates_]
+        self.label_vectors_, label_seconds = services.embedder.encode(texts, desc="embedding label descriptions")
         self.index_seconds_ = self.index_.seconds + float(label_seconds.sum())
         return {"examples": []}
 
     def _item_contexts(self, items):
         queries, seconds = self.index_.embed([ex.text for ex in items])
         examples, _ = nearest(queries, self.index_.vectors, self.k_examples)
-        labels, _ = nearest(queries, self.label_vectors_, max(self.k_labels, 1))
+        candidates = (nearest(queries, self.label_vectors_, self.k_labels)[0] if self.k_labels and self.candidates_
+                      else [[] for _ in items])
         return [{"examples": [_example(self.index_.items[i]) for i in row[::-1]],  # closest last, by the question
-                 "candidates": [self._candidate(i) for i in label_row[:self.k_labels]]}
-                for row, label_row in zip(examples, labels)], seconds
-
-    def _candidate(self, index: int) -> dict:
-        label = self.labels_[index]
-        return {"label": label, "description": self.descriptions_[label]}
+                 "candidates": [dict(zip(("label", "description"), self.candidates_[i])) for i in label_row]}
+                for row, label_row in zip(examples, candidates)], seconds
 
     def describe(self) -> dict:
         return {**super().describe(), "k_examples": self.k_examples, "k_labels": self.k_labels}
