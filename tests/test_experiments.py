@@ -31,7 +31,7 @@ def shrink(cfg) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", known("experiment"))
 def test_experiment_runs_on_a_tiny_slice(experiment, tiny_csv, tmp_path):
-    cfg = compose([f"experiment={experiment}", *tiny_overrides(tiny_csv, tmp_path), "dataset.heldout_size=16",
+    cfg = compose([f"experiment={experiment}", *tiny_overrides(tiny_csv, tmp_path), "dataset.heldout_size=8",
                    "model=smollm2-135m", f"llm.cache_dir={tmp_path / 'llm-cache'}"])
     shrink(cfg)
     run_dir = run(cfg)
@@ -39,9 +39,9 @@ def test_experiment_runs_on_a_tiny_slice(experiment, tiny_csv, tmp_path):
     assert manifest["status"] == "complete"
     results = pd.read_csv(run_dir / "results.csv")
     assert len(results) >= len(cfg.strategies)
-    assert (results["n"] == 16).all()
+    assert (results["n"] == 8).all()
     assert results["accuracy"].notna().all()
     records = pd.read_parquet(run_dir / "predictions.parquet")
-    assert len(records) == 16 * len(results)
+    assert len(records) == 8 * len(results)
     for name in ("report.md", "report.html", "summary.pdf"):
         assert (run_dir / name).stat().st_size > 0
