@@ -7,6 +7,7 @@ The shared part comes first so a server with prefix caching (llama.cpp, most API
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from typing import Any, Iterator, Sequence
 
@@ -105,11 +106,16 @@ class PromptedStrategy(Strategy):
         by_key = {ex.id: (ex, seconds) for ex, seconds in zip(items, retrieval_seconds)}
         requests = (ChatRequest(key=ex.id, messages=self.messages(ex, ctx), extra=self.request_extra_)
                     for ex, ctx in zip(items, contexts))
+        n_cached = 0
         for request, completion in self.endpoint_.client.run(requests):
             if completion.error:
                 self.endpoint_.check_alive()  # a dead local server fails the run, naming its log
+            n_cached += completion.cached
             item, seconds = by_key[request.key]
             yield self._prediction(item, request, completion, seconds)
+        if n_cached:
+            print(f"{self.name}: {n_cached} of {len(items)} answers came from the response cache (no model call, "
+                  "nothing spent)", file=sys.stderr)
 
     def _prediction(self, item, request, completion, retrieval_s: float) -> Prediction:
         label, step = (None, "error") if completion.error else self.parser_.parse(completion.text)
