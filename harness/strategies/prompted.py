@@ -114,8 +114,11 @@ class PromptedStrategy(Strategy):
             item, seconds = by_key[request.key]
             yield self._prediction(item, request, completion, seconds)
         if n_cached:
-            print(f"{self.name}: {n_cached} of {len(items)} answers came from the response cache (no model call, "
-                  "nothing spent)", file=sys.stderr)
+            from tqdm.auto import tqdm
+
+            # tqdm.write keeps the runner's progress bar intact
+            tqdm.write(f"{self.name}: {n_cached} of {len(items)} answers came from the response cache (no model "
+                       "call, nothing paid for them)", file=sys.stderr)
 
     def _prediction(self, item, request, completion, retrieval_s: float) -> Prediction:
         label, step = (None, "error") if completion.error else self.parser_.parse(completion.text)
