@@ -61,7 +61,8 @@ def _assemble(parts: list[Path], target: Path) -> None:
 
 
 class LlamaServer:
-    """`python -m llama_cpp.server` on a free 127.0.0.1 port, its output in `log_path`. Started by `start()`,
+    """llama-cpp-python's OpenAI-compatible server (through harness.llm.llama_server, which makes grammar-constrained
+    greedy decoding check the greedy token first) on a free 127.0.0.1 port, its output in `log_path`. Started by `start()`,
     stopped by `stop()` or at interpreter exit, whichever comes first."""
 
     def __init__(self, *, model_path: Path, alias: str, log_path: Path, n_ctx: int = 4096, n_threads: int = 2,
@@ -85,7 +86,7 @@ class LlamaServer:
         # in-memory prefix reuse (the most recent prompt) is what makes a shared system prompt cheap.
         # `--logits_all False`: the server's default computes vocabulary-sized logits for every prompt token, not
         # only the last; nothing here asks for logprobs, and prefill measured about 30% faster without them.
-        return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
+        return [sys.executable, "-m", "harness.llm.llama_server", "--model", str(self.model_path),
                 "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
                 "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
                 "--n_threads_batch", str(self.n_threads), "--logits_all", "False", *self.extra_args]
