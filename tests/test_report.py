@@ -148,6 +148,26 @@ def test_recommendation_on_a_run_with_a_known_answer(decision_run):
     assert "finetune is more accurate (93.0%) but averages $126 a month, over budget." in html
 
 
+def test_retrain_and_projection_tables_are_in_both_reports(tmp_path):
+    run = write_run(tmp_path, {
+        "zero_shot": {"pred": outcomes(ITEMS, 20), "family": "prompted", "cost_usd": 0.002},
+        "finetune": {"pred": outcomes(ITEMS, 14), "family": "trained", "fit_cost_usd": 0.25,
+                     "info": {"n_train": 8000}}}, ITEMS)
+    rundir = RunDir.open(run)
+    manifest = rundir.read_manifest()
+    manifest["projection"] = [{"strategy": "zero_shot", "api_model": "gpt-4o-mini", "projected_cost_per_1k_usd": 0.068,
+                               "measured_model": "local-model", "measured_cost_per_1k_usd": 0.0101,
+                               "prompt_tokens_mean": 421.0, "completion_tokens_mean": 4.2,
+                               "tokenizer": "o200k_base", "price_source": "litellm offline price map"}]
+    rundir.write_manifest(manifest)
+    build(run)
+    for name in ("report.md", "report.html"):
+        text = (run / name).read_text()
+        assert "What one retrain costs (trained strategies)" in text, name
+        assert "Projected API cost (a projection, not measured)" in text, name
+        assert "0.0680" in text and "421 / 4.2" in text and "8000" in text, name
+
+
 def frame(rows: list[tuple]) -> pd.DataFrame:
     columns = ["strategy", "family", "accuracy", "total_usd", "within_budget"]
     out = pd.DataFrame(rows, columns=columns)

@@ -21,7 +21,7 @@ def render(a: Analysis, charts: list[Chart]) -> str:
     return env.get_template("report.html.j2").render(
         title=f"{m.get('experiment', 'run')}: decision report", m=m, a=a, plan=a.plan,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        tables=_sections(a), charts=[_figure(chart) for chart in charts],
+        tables=_sections(a), projection_note=tables.PROJECTION_NOTE, charts=[_figure(chart) for chart in charts],
         manifest_json=json.dumps(m, indent=2, default=str))
 
 
@@ -29,6 +29,12 @@ def _sections(a: Analysis) -> dict[str, dict]:
     out = {"results": tables.results(a), "total_cost": tables.total_cost(a), "break_even": tables.break_even(a),
            "significance": tables.significance(a), "per_class": tables.per_class(a),
            "confusions": tables.confusions(a), "flips": tables.flips(a)}
+    retrain = tables.retrain(a)
+    if not retrain.empty:
+        out["retrain"] = retrain
+    projection = tables.projection(a.manifest)
+    if not projection.empty:
+        out["projection"] = projection
     if not a.learning_curve.empty:
         out["learning_curve"] = tables.learning_curve(a)
     if a.scenario is not None:

@@ -11,7 +11,7 @@ def render(manifest: dict, results: pd.DataFrame, records: pd.DataFrame, analysi
     from jinja2 import Environment, PackageLoader
 
     env = Environment(loader=PackageLoader("harness.report", "templates"), keep_trailing_newline=True)
-    table = _results_table(results) + _single_item_note(results) + _projection(manifest.get("projection"))
+    table = _results_table(results) + _single_item_note(results) + _projection(manifest)
     confusions = {name: metrics.top_confusions(records, name, n=5).to_markdown(index=False)
                   for name in results["strategy"]}
     return env.get_template("report.md.j2").render(m=manifest, table=table, confusions=confusions,
@@ -28,26 +28,12 @@ def _decision(a) -> dict:
         sections["New categories: before and after adapting"] = tables.scenario(a)
     if not a.learning_curve.empty:
         sections["Learning curves"] = tables.learning_curve(a)
-    retrain = _retrain(a)
+    retrain = tables.retrain(a)
     if not retrain.empty:
         sections["What one retrain costs (trained strategies)"] = retrain
     sections["F1 per class, worst first (20)"] = tables.per_class(a, limit=20)
     return {"recommendation": a.recommendation, "decision_tables": {title: _markdown(frame)
                                                                     for title, frame in sections.items()}}
-
-
-def _retrain(a) -> pd.DataFrame:
-    """Per trained strategy: the time and money one refit takes (its measured fit, priced on the hardware
-    profile, or a provider's training price), and the training items it learned from."""
-    info = a.manifest.get("strategies", {})
-    rows = a.results[a.results["family"] == "trained"]
-    return pd.DataFrame({
-        "strategy": rows["strategy"],
-        "training items": [info.get(name, {}).get("n_train", "") for name in rows["strategy"]],
-        "retrain time": ["provider-side (not measured)" if pd.isna(s) else f"{s:,.1f} s" for s in rows["fit_seconds"]],
-        "retrain $": rows["fit_cost_usd"].map("{:.4f}".format),
-        "priced as": [info.get(name, {}).get("fit_basis", "measured seconds x hardware $/h")
-                      for name in rows["strategy"]]})
 
 
 def _single_item_note(results: pd.DataFrame) -> str:
@@ -68,24 +54,13 @@ def _markdown(frame: pd.DataFrame) -> str:
     return cells.to_markdown(index=False, disable_numparse=True)
 
 
-def _projection(rows: list[dict] | None) -> str:
-    """The prompted strategies' recorded prompts priced on API models (harness.projection), beside the cost
-    measured on the run's own model."""
-    if not rows:
+def _projection(manifest: dict) -> str:
+    from harness.report import tables
+
+    frame = tables.projection(manifest)
+    if frame.empty:
         return ""
-    frame = pd.DataFrame(rows)
-    shown = pd.DataFrame({
-        "strategy": frame["strategy"], "if run on (projected)": frame["api_model"],
-        "projected $ per 1k": frame["projected_cost_per_1k_usd"].map("{:.4f}".format),
-        "measured on": frame["measured_model"],
-        "measured $ per 1k": frame["measured_cost_per_1k_usd"].map("{:.4f}".format),
-        "prompt / completion tokens": [f"{p:.0f} / {c:.1f}" for p, c in
-                                       zip(frame["prompt_tokens_mean"], frame["completion_tokens_mean"])],
-        "tokenizer": frame["tokenizer"], "price source": frame["price_source"]})
-    return ("\n\n**Projected API cost (a projection, not measured):** what the same prompts would cost per 1,000 "
-            "items on each API model, from their tokens counted with that model's tokenizer and the completion "
-            "tokens measured here; no API model was called and accuracy on them is unknown.\n\n"
-            + _markdown(shown))
+    return f"\n\n**Projected API cost (a projection, not measured):** {tables.PROJECTION_NOTE}\n\n" + _markdown(frame)
 
 
 def _results_table(results: pd.DataFrame) -> str:

@@ -109,3 +109,39 @@ def scenario(a: Analysis) -> pd.DataFrame:
         "overall: before": s["accuracy_before"].map(pct), "overall: after": s["accuracy_after"].map(pct),
         "time to adapt s": s["adapt_seconds"].map("{:.1f}".format), "cost to adapt": s["adapt_cost_usd"].map(usd),
     })
+
+
+def retrain(a: Analysis) -> pd.DataFrame:
+    """Per trained strategy: the time and money one refit takes (its measured fit, priced on the hardware
+    profile, or a provider's training price), and the training items it learned from."""
+    info = a.manifest.get("strategies", {})
+    rows = a.results[a.results["family"] == "trained"]
+    return pd.DataFrame({
+        "strategy": rows["strategy"],
+        "training items": [info.get(name, {}).get("n_train", "") for name in rows["strategy"]],
+        "retrain time": ["provider-side (not measured)" if pd.isna(s) else f"{s:,.1f} s" for s in rows["fit_seconds"]],
+        "retrain $": rows["fit_cost_usd"].map("{:.4f}".format),
+        "priced as": [info.get(name, {}).get("fit_basis", "measured seconds x hardware $/h")
+                      for name in rows["strategy"]]})
+
+
+PROJECTION_NOTE = ("What the same prompts would cost per 1,000 items on each API model, from their tokens counted "
+                   "with that model's tokenizer and the completion tokens measured here; no API model was called "
+                   "and accuracy on them is unknown.")
+
+
+def projection(manifest: dict) -> pd.DataFrame:
+    """The prompted strategies' recorded prompts priced on API models (harness.projection), beside the cost
+    measured on the run's own model. Empty when the run has no projection."""
+    rows = manifest.get("projection")
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    return pd.DataFrame({
+        "strategy": frame["strategy"], "if run on (projected)": frame["api_model"],
+        "projected $ per 1k": frame["projected_cost_per_1k_usd"].map("{:.4f}".format),
+        "measured on": frame["measured_model"],
+        "measured $ per 1k": frame["measured_cost_per_1k_usd"].map("{:.4f}".format),
+        "prompt / completion tokens": [f"{p:.0f} / {c:.1f}" for p, c in
+                                       zip(frame["prompt_tokens_mean"], frame["completion_tokens_mean"])],
+        "tokenizer": frame["tokenizer"], "price source": frame["price_source"]})
