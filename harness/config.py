@@ -8,7 +8,8 @@ from pathlib import Path
 from harness.errors import HarnessError, choices
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-GROUPS = ("dataset", "strategy", "model", "pricing", "hardware", "embedder", "experiment")
+GROUPS = ("dataset", "strategy", "model", "pricing", "projection", "training_prices", "hardware", "embedder", "gate",
+          "experiment")
 
 
 def conf_dir() -> Path:

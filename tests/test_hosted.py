@@ -36,7 +36,7 @@ def test_estimate_counts_the_training_file_with_the_models_tokenizer(tiny_csv, t
     by_hand = sum(litellm.token_counter(model="gpt-4o-mini-2024-07-18", messages=r["messages"]) for r in rows)
     assert estimate.n_examples == len(dataset.train) == len(rows)
     assert estimate.tokens_per_epoch == by_hand == count_tokens(rows, "gpt-4o-mini-2024-07-18")
-    # conf/pricing/training.yaml: gpt-4o-mini-2024-07-18 trains at $3.00 per 1M tokens
+    # conf/training_prices/default.yaml: gpt-4o-mini-2024-07-18 trains at $3.00 per 1M tokens
     assert estimate.training_usd_per_1m_tokens == 3.0
     assert estimate.cost_usd == pytest.approx(by_hand * 2 * 3.0 / 1e6)
     assert "platform.openai.com" in estimate.source

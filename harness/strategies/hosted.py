@@ -2,7 +2,7 @@
 
 Training happens at the provider, once: its cost is the training file's tokens (the training split in the chat
 fine-tuning JSONL format: system prompt, item text, label), counted with the model's tokenizer by
-`litellm.token_counter`, x epochs x the training price per million tokens from conf/pricing/training.yaml.
+`litellm.token_counter`, x epochs x the training price per million tokens from conf/training_prices/default.yaml.
 Inference is the prompted strategies' code path (one chat request per item through the LLM client) with the
 fine-tuned model's prices. `harness hosted-finetune --dry-run` writes the file and prints the estimate;
 `--launch` uploads it and starts the job through litellm's fine-tuning API, and needs the API key."""
@@ -124,7 +124,8 @@ class HostedFineTune(PromptedStrategy):
             raise choices("training price for base_model", self.base_model, self.prices)
         price = self.prices[self.base_model]
         if price.get("training_usd_per_1m_tokens") is None:
-            raise HarnessError(f"conf/pricing/training.yaml: '{self.base_model}' has no training_usd_per_1m_tokens")
+            raise HarnessError(f"training price table (conf/training_prices/): '{self.base_model}' has no "
+                               "training_usd_per_1m_tokens")
         return price
 
     def launch(self, jsonl: Path):
