@@ -12,7 +12,8 @@ from harness.errors import HarnessError
 from harness.llm.parsing import OUTPUT_MODES
 
 PROVIDERS = ("local_gguf", "api")
-CLIENT_KEYS = ("max_concurrency", "timeout_s", "max_retries", "backoff_s", "cache_dir", "temperature", "max_tokens")
+CLIENT_KEYS = ("max_concurrency", "timeout_s", "max_retries", "backoff_s", "cache_dir", "temperature", "max_tokens",
+               "workers")
 PRICE_MODES = ("per_token", "per_second")
 GGUF_KEYS = ("path", "parts", "file_name", "cache_dir", "sha256")
 SERVER_KEYS = ("n_ctx", "n_threads", "startup_timeout_s", "extra_args")
