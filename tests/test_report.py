@@ -168,6 +168,13 @@ def test_retrain_and_projection_tables_are_in_both_reports(tmp_path):
         assert "0.0680" in text and "421 / 4.2" in text and "8000" in text, name
 
 
+def test_dollar_amounts_read_for_people():
+    from harness.report.fmt import usd
+
+    assert [usd(x) for x in (0.0, 2.7e-6, 0.0018, 0.5, 12.345, 1512.4)] == [
+        "$0.00", "< $0.0001", "$0.0018", "$0.5", "$12.35", "$1,512"]
+
+
 def frame(rows: list[tuple]) -> pd.DataFrame:
     columns = ["strategy", "family", "accuracy", "total_usd", "within_budget"]
     out = pd.DataFrame(rows, columns=columns)

@@ -14,9 +14,12 @@ def points(x: float) -> str:
 
 
 def usd(x: float) -> str:
-    """Whole dollars from $100, cents from $1, else two significant digits (per-item costs are tiny)."""
+    """Whole dollars from $100, cents from $1, else two significant digits (per-item costs are tiny); amounts
+    under a hundredth of a cent read as such (the CSVs keep the exact figures)."""
     if x is None or math.isnan(x):
         return "n/a"
+    if 0 < abs(x) < 1e-4:
+        return "< $0.0001"
     if abs(x) >= 100:
         return f"${x:,.0f}"
     if abs(x) >= 1 or x == 0:
