@@ -62,8 +62,8 @@ def _assemble(parts: list[Path], target: Path) -> None:
 
 class LlamaServer:
     """llama-cpp-python's OpenAI-compatible server (through harness.llm.llama_server, which makes grammar-constrained
-    greedy decoding check the greedy token first) on a free 127.0.0.1 port, its output in `log_path`. Started by `start()`,
-    stopped by `stop()` or at interpreter exit, whichever comes first."""
+    greedy decoding check the greedy token first) on a free 127.0.0.1 port, its output in `log_path`. Started by
+    `start()`, stopped by `stop()` or at interpreter exit, whichever comes first."""
 
     def __init__(self, *, model_path: Path, alias: str, log_path: Path, n_ctx: int = 4096, n_threads: int = 2,
                  startup_timeout_s: float = 120.0, extra_args: Sequence[str] = ()) -> None:
