@@ -63,12 +63,20 @@ def set_threads(num_threads: int | None) -> int:
 def load_base(base: str, weights_file: str, sha256: str | None, labels: Sequence[str]):
     """A fresh sequence classifier on a local checkpoint (weights checked first) and its tokenizer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     root = modelfiles.resolve(base)
     modelfiles.verify(root / weights_file, sha256)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(root), num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, local_files_only=True)
+    # transformers reports the new classification head as MISSING weights, a warning table on every fit; a fresh
+    # head is the point of fine-tuning, so the report is silenced here (real loading errors still raise).
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(root), num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)}, local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return model, AutoTokenizer.from_pretrained(str(root), local_files_only=True)
 
 
