@@ -168,6 +168,20 @@ def test_retrain_and_projection_tables_are_in_both_reports(tmp_path):
         assert "0.0680" in text and "421 / 4.2" in text and "8000" in text, name
 
 
+def test_a_sweep_with_many_points_still_lays_out_its_charts(tmp_path):
+    """A learning-curve run has dozens of strategies: their legends get columns, and the page does not collapse."""
+    import warnings
+
+    items = ITEMS[:60]
+    many = {f"learner[n={i},seed=0]": {"pred": outcomes(items, i), "family": "trained" if i % 2 else "prompted",
+                                       "cost_usd": 0.0001 * (i + 1), "fit_cost_usd": 0.01 * i} for i in range(37)}
+    run = write_run(tmp_path, many, items)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="constrained_layout not applied")
+        build(run)
+    assert (run / "summary.pdf").stat().st_size > 0
+
+
 def test_dollar_amounts_read_for_people():
     from harness.report.fmt import usd
 

@@ -4,6 +4,7 @@ bars by hatching, the Pareto frontier by fill; colour only repeats what the shap
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)), (0, (8, 3)),
 HATCHES = ["//", "\\\\", "xx", "..", "oo", "--", "++", "**"]
 ANNOTATE_ALL = 8  # up to this many strategies, every point of the accuracy/cost chart is named
 PER_CLASS_ROWS = 25  # the per-class chart shows the worst classes; the full table is in the report
+ANNOTATED_COLUMNS = 12  # the per-class chart prints each F1 in its cell up to this many strategies
+LEGEND_ROWS = 18  # legend entries per column beside a 4.8-inch chart
 RC = {
     "text.parse_math": False,  # dataset labels may contain '$'; they are text, never TeX
     "font.size": 9, "axes.grid": True, "grid.color": "0.88", "grid.linewidth": 0.6,
@@ -136,9 +139,10 @@ def per_class_f1(ax, a: Analysis) -> None:
     frame = tables.per_class(a, limit=PER_CLASS_ROWS)
     values = frame.drop(columns=["class", "support"]).astype(float).to_numpy()
     image = ax.imshow(values, cmap="Greys_r", vmin=0, vmax=1, aspect="auto")
-    for (row, col), value in np.ndenumerate(values):
-        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if value < 0.55 else "black")
+    if values.shape[1] <= ANNOTATED_COLUMNS:  # beyond that (a sweep's many points) the numbers overlap
+        for (row, col), value in np.ndenumerate(values):
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < 0.55 else "black")
     ax.set_xticks(range(values.shape[1]), [short(c) for c in frame.columns[2:]], rotation=30, ha="right")
     ax.set_yticks(range(len(frame)), [short(c) for c in frame["class"]])
     ax.grid(False)
@@ -195,7 +199,20 @@ def compact(value: float) -> str:
 
 
 def _legend_outside(ax) -> None:
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+              ncols=legend_columns(len(handles)))
+
+
+def legend_columns(entries: int) -> int:
+    """A sweep's dozens of points would make one legend column taller than the chart."""
+    return max(1, math.ceil(entries / LEGEND_ROWS))
+
+
+def _legend_width(a: Analysis) -> float:
+    """The width of the charts with a legend beside them: 7.5 inches, plus room for every extra legend column
+    (the legend lists each strategy and up to two reference entries)."""
+    return 7.5 + 2.4 * (legend_columns(len(a.results) + 2) - 1)
 
 
 # ----------------------------------------------------------------------------------------------- charts
@@ -205,11 +222,11 @@ def specs(a: Analysis) -> list[tuple]:
     out = [
         ("accuracy_cost", "Accuracy against cost per 1,000 items",
          "Bars: 95% bootstrap intervals. Filled markers and the dashed step: the Pareto frontier (no other strategy "
-         "is both cheaper and more accurate).", accuracy_cost, (7.5, 4.8)),
+         "is both cheaper and more accurate).", accuracy_cost, (_legend_width(a), 4.8)),
         ("total_cost", "Total cost against monthly volume",
          f"Over {plan.horizon_months:g} months, with {plan.retrains} retrains; X marks where a prompted and a trained "
          f"strategy break even. Dotted: the plan's {volume(plan.monthly_volume)} items a month.", total_cost,
-         (7.5, 4.8)),
+         (_legend_width(a), 4.8)),
         ("latency", "Latency per item", "Box: 25th to 75th percentile; whiskers: 5th to 95th; triangle: p95.",
          latency, (7.5, 0.9 + 0.45 * len(a.latency_ms))),
     ]
@@ -217,7 +234,8 @@ def specs(a: Analysis) -> list[tuple]:
         rows = min(PER_CLASS_ROWS, a.per_class["label"].nunique())
         out.append(("per_class_f1", "F1 per class, worst first",
                     f"The {rows} classes with the lowest mean F1 across strategies (of "
-                    f"{a.per_class['label'].nunique()}).", per_class_f1, (7.5, 1.2 + 0.28 * rows)))
+                    f"{a.per_class['label'].nunique()}).", per_class_f1,
+                    (max(7.5, 3.5 + 0.4 * len(a.results)), 1.2 + 0.28 * rows)))
     if not a.confusions.empty:
         out.append(("confusions", f"Top confusions of {a.best or 'the most accurate strategy'}",
                     "Most frequent (gold, predicted) mistakes.", confusions, (7.5, 1.0 + 0.3 * len(a.confusions))))

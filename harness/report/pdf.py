@@ -30,7 +30,12 @@ def page(a: Analysis):
     body = "\n\n".join(textwrap.fill(sentence, 150) for sentence in a.recommendation)
     text_area.text(0.01, 0.78, body, fontsize=9.5, va="top", linespacing=1.45)
     axes = chart_area.subplots(1, 2)
+    crowded = charts.legend_columns(len(a.results) + 2) > 1  # a sweep's dozens of points
     for ax, (_, title, _, draw, _) in zip(axes, [spec for spec in charts.specs(a) if spec[0] in COST_CHARTS]):
         draw(ax, a)
         ax.set_title(title, fontsize=10)
+        if crowded:  # two legends that size leave no room for the charts on one page
+            ax.get_legend().remove()
+    if crowded:
+        chart_area.suptitle(f"{len(a.results)} strategies: the legends are in report.html's charts", fontsize=8)
     return fig
