@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # `kill` (a cancelled CI job, a scheduler's time limit) stops a run the way Ctrl-C does: the manifest says
+    # "interrupted" and local model servers are stopped, instead of the process dying mid-write as "running".
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args) or 0
     except HarnessError as exc:
@@ -45,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; finished items are recorded. Continue with the `harness resume RUN_DIR` "
               "printed at the start", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:

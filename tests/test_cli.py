@@ -75,3 +75,26 @@ def test_run_on_user_table_end_to_end(capsys, tmp_path, tiny_csv):
     assert code == 0
     results = pd.read_csv(next(tmp_path.glob("banking77_classic/*/results.csv")))
     assert list(results["strategy"]) == ["tfidf_logreg"] and results["n"].item() == 32
+
+
+def test_sigterm_stops_a_command_like_ctrl_c(capsys, monkeypatch):
+    """`kill` reaches the same clean stop as Ctrl-C (the runner then records "interrupted"), and the process's
+    own SIGTERM handling is restored afterwards."""
+    import os
+    import signal
+    import time
+
+    from harness import cli
+
+    def killed(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler interrupts this
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "_list", killed)
+    started = time.monotonic()
+    assert main(["list"]) == 130
+    assert time.monotonic() - started < 5
+    assert "interrupted; finished items are recorded" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before
