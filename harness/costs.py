@@ -25,10 +25,6 @@ class HardwareProfile:
         return seconds * self.usd_per_hour / 3600.0
 
 
-def cost_per_1k(cost_usd_per_item_mean: float) -> float:
-    return 1000.0 * cost_usd_per_item_mean
-
-
 # ------------------------------------------------------------------------------------- total cost of ownership
 
 PROMPTED, TRAINED = "prompted", "trained"

@@ -56,7 +56,7 @@ def score(group: pd.DataFrame, *, seed: int = 0) -> dict:
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
         # Macro over the gold classes: an invalid answer costs its class recall, it is not a class of its own.
-        "macro_f1": float(f1_score(gold, _pred(group), labels=sorted(gold.unique()), average="macro",
+        "macro_f1": float(f1_score(gold, predictions(group), labels=sorted(gold.unique()), average="macro",
                                    zero_division=0)),
         "latency_p50_ms": _pct(latency, 50),
         "latency_p95_ms": _pct(latency, 95),
@@ -76,7 +76,7 @@ def per_class(records: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for name, group in records.groupby("strategy", sort=False):
         labels = sorted(group["gold"].astype(str).unique())
-        p, r, f, s = precision_recall_fscore_support(group["gold"].astype(str), _pred(group), labels=labels,
+        p, r, f, s = precision_recall_fscore_support(group["gold"].astype(str), predictions(group), labels=labels,
                                                      zero_division=0)
         frames.append(pd.DataFrame({"strategy": name, "label": labels, "precision": p, "recall": r, "f1": f,
                                     "support": s}))
@@ -88,18 +88,13 @@ def confusion(records: pd.DataFrame, strategy: str) -> pd.DataFrame:
     from sklearn.metrics import confusion_matrix
 
     group = records[records["strategy"] == strategy]
-    gold, pred = group["gold"].astype(str), _pred(group)
+    gold, pred = group["gold"].astype(str), predictions(group)
     labels = sorted(set(gold) | set(pred))
     return pd.DataFrame(confusion_matrix(gold, pred, labels=labels), index=labels, columns=labels)
 
 
-def top_confusions(records: pd.DataFrame, strategy: str, n: int = 10) -> pd.DataFrame:
-    group = records[(records["strategy"] == strategy) & ~records["correct"].astype(bool)]
-    pairs = pd.DataFrame({"gold": group["gold"].astype(str), "pred": _pred(group)})
-    return pairs.value_counts().head(n).rename("count").reset_index()
-
-
-def _pred(group: pd.DataFrame) -> pd.Series:
+def predictions(group: pd.DataFrame) -> pd.Series:
+    """The predicted labels as strings, an invalid answer (no label) as INVALID."""
     return group["pred"].where(group["pred"].notna(), INVALID).astype(str)
 
 

@@ -36,8 +36,7 @@ def build(run_path: Path, pricing_overrides: Sequence[str] = ()) -> pd.DataFrame
     texts, note = items.heldout_texts(manifest)
     result = analysis.analyse(manifest, records, plan, texts=texts, notes=[note] if note else [])
     _write_tables(rundir.path, result)
-    atomic_write(rundir.path / "report.md", markdown.render(manifest, _results_frame(result.results), records,
-                                                            analysis=result))
+    atomic_write(rundir.path / "report.md", markdown.render(result))
     _write_visuals(rundir.path, result)
     return _results_frame(result.results)
 

@@ -12,7 +12,6 @@ from harness import metrics, stats
 from harness.costs import FAMILIES, PROMPTED, TRAINED, BreakEven, CostLine, PricingPlan, break_even, cost_line
 from harness.scenarios import is_candidate
 
-SWEEP_COLUMNS = ("train_per_class", "sweep_seed")
 
 
 @dataclass
@@ -27,6 +26,7 @@ class Analysis:
     best: str | None  # the strategy the recommendation names
     recommendation: list[str]
     latency_ms: dict[str, np.ndarray]
+    records: pd.DataFrame  # the run's records, one per (strategy, item): the latest when an item was redone
     confusions: pd.DataFrame  # top confusions of `best`, with an example item
     flips: pd.DataFrame  # items `best` and the runner-up disagree on
     learning_curve: pd.DataFrame  # empty unless the run has train_per_class
@@ -51,19 +51,16 @@ def family_of(name: str, manifest: dict, records: pd.DataFrame) -> str:
 
 
 def scored(manifest: dict, records: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
-    """metrics.summarize plus family, sweep columns, and intervals for macro-F1 and cost per 1,000."""
-    info = manifest.get("strategies", {})
-    results = metrics.summarize(records, info, seed=seed)
-    for column in SWEEP_COLUMNS:
-        if column not in results:
-            results[column] = [info.get(name, {}).get(column) for name in results["strategy"]]
+    """metrics.summarize plus family and intervals for macro-F1 and cost per 1,000."""
+    results = metrics.summarize(records, manifest.get("strategies", {}), seed=seed)
     results.insert(1, "family", [family_of(name, manifest, records) for name in results["strategy"]])
-    intervals = [_intervals(group, seed) for _, group in records.groupby("strategy", sort=False)]
-    return pd.concat([results, pd.DataFrame(intervals, index=results.index)], axis=1)
+    intervals = pd.DataFrame([{"strategy": name, **_intervals(group, seed)}
+                              for name, group in records.groupby("strategy", sort=False)])
+    return results.merge(intervals, on="strategy", how="left")
 
 
 def _intervals(group: pd.DataFrame, seed: int) -> dict:
-    low, high = stats.macro_f1_ci(group["gold"].astype(str), _pred(group), seed=seed)
+    low, high = stats.macro_f1_ci(group["gold"].astype(str), metrics.predictions(group), seed=seed)
     cost_low, cost_high = stats.bootstrap_ci(1000.0 * group["cost_usd"].astype(float).to_numpy(), seed=seed)
     return {"macro_f1_ci_low": low, "macro_f1_ci_high": high,
             "cost_per_1k_usd_ci_low": cost_low, "cost_per_1k_usd_ci_high": cost_high}
@@ -89,7 +86,7 @@ def analyse(manifest: dict, records: pd.DataFrame, plan: PricingPlan, *, texts: 
     texts = texts or {}
     return Analysis(
         manifest=manifest, plan=plan, results=results, per_class=metrics.per_class(records), pairwise=pairwise,
-        break_evens=evens, lines=lines, best=best, recommendation=sentences,
+        break_evens=evens, lines=lines, best=best, recommendation=sentences, records=records,
         latency_ms={name: g["latency_ms"].astype(float).to_numpy()
                     for name, g in records.groupby("strategy", sort=False)},
         confusions=confusions(records, best_or_top, texts),
@@ -127,7 +124,7 @@ def confusions(records: pd.DataFrame, strategy: str | None, texts: dict[str, str
     wrong = records[(records["strategy"] == strategy) & ~records["correct"].astype(bool)]
     if wrong.empty:
         return pd.DataFrame(columns=columns)
-    wrong = wrong.assign(pred=_pred(wrong))
+    wrong = wrong.assign(pred=metrics.predictions(wrong))
     top = (wrong.groupby(["gold", "pred"], sort=False)
            .agg(count=("item_id", "size"), example_id=("item_id", "first"))
            .reset_index().sort_values("count", ascending=False, kind="stable").head(n))
@@ -141,7 +138,7 @@ def flips(records: pd.DataFrame, best: str | None, other: str | None, texts: dic
     columns = ["item_id", "text", "gold", "right", "pred_best", "pred_other"]
     if best is None or other is None:
         return pd.DataFrame(columns=columns)
-    pair = (records[records["strategy"].isin([best, other])].assign(pred=_pred)
+    pair = (records[records["strategy"].isin([best, other])].assign(pred=metrics.predictions)
             .pivot(index="item_id", columns="strategy", values=["gold", "pred", "correct"]).dropna())
     rows = []
     for winner, loser in ((best, other), (other, best)):
@@ -166,10 +163,6 @@ def learning_curve(results: pd.DataFrame) -> pd.DataFrame:
             .agg(accuracy=("accuracy", "mean"), accuracy_min=("accuracy", "min"), accuracy_max=("accuracy", "max"),
                  n_seeds=("accuracy", "size"))
             .reset_index().sort_values(["strategy", "train_per_class"], kind="stable").reset_index(drop=True))
-
-
-def _pred(frame: pd.DataFrame) -> pd.Series:
-    return frame["pred"].fillna(metrics.INVALID).astype(str)
 
 
 def _most_accurate(results: pd.DataFrame) -> str | None:

@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness import metrics
 
-
-def render(manifest: dict, results: pd.DataFrame, records: pd.DataFrame, analysis=None) -> str:
-    """`analysis` (harness.report.analysis.Analysis) adds the recommendation and the decision tables."""
+def render(a) -> str:
+    """report.md of an analysis (harness.report.analysis.Analysis): the same tables as report.html."""
     from jinja2 import Environment, PackageLoader
 
+    from harness.report import tables
+    from harness.report.analysis import confusions
+
     env = Environment(loader=PackageLoader("harness.report", "templates"), keep_trailing_newline=True)
-    table = _results_table(results) + _single_item_note(results) + _projection(manifest)
-    confusions = {name: metrics.top_confusions(records, name, n=5).to_markdown(index=False)
-                  for name in results["strategy"]}
-    return env.get_template("report.md.j2").render(m=manifest, table=table, confusions=confusions,
-                                                   results=results.to_dict("records"),
-                                                   **(_decision(analysis) if analysis is not None else {}))
+    table = _markdown(tables.results(a)) + _single_item_note(a.results) + _projection(a.manifest)
+    top = {name: _markdown(confusions(a.records, name, {}, n=5)[["gold", "pred", "count"]])
+           for name in a.results["strategy"]}
+    return env.get_template("report.md.j2").render(m=a.manifest, table=table, confusions=top,
+                                                   results=a.results.to_dict("records"), **_decision(a))
 
 
 def _decision(a) -> dict:
@@ -61,21 +61,3 @@ def _projection(manifest: dict) -> str:
     if frame.empty:
         return ""
     return f"\n\n**Projected API cost (a projection, not measured):** {tables.PROJECTION_NOTE}\n\n" + _markdown(frame)
-
-
-def _results_table(results: pd.DataFrame) -> str:
-    shown = pd.DataFrame({
-        "strategy": results["strategy"],
-        "model": results["model"],
-        "n": results["n"],
-        "accuracy (95% CI)": [f"{a:.1%} ({lo:.1%}-{hi:.1%})" for a, lo, hi in
-                              zip(results["accuracy"], results["accuracy_ci_low"], results["accuracy_ci_high"])],
-        "macro-F1": results["macro_f1"].map("{:.3f}".format),
-        "p50 / p95 ms": [f"{a:.1f} / {b:.1f}" for a, b in zip(results["latency_p50_ms"], results["latency_p95_ms"])],
-        "$ per 1k": results["cost_per_1k_usd"].map("{:.4f}".format),
-        "fit s": results["fit_seconds"].map("{:.1f}".format),
-        "fit $": results["fit_cost_usd"].map("{:.4f}".format),
-        "errors": results["n_errors"],
-        "invalid": results["n_invalid"],
-    })
-    return shown.to_markdown(index=False)
