@@ -71,7 +71,11 @@ def _prices(spec: dict) -> tuple[float, float, str]:
     """USD per million input and output tokens: the config's override, else litellm's offline map, else NaN."""
     import litellm
 
-    listed = litellm.model_cost.get(spec["name"], {})
+    litellm.suppress_debug_info = True  # an unmapped name would print its help banner
+    try:  # get_model_info resolves provider prefixes (anthropic/claude-haiku-4-5), as the LLM client does
+        listed = litellm.get_model_info(model=spec["name"])
+    except Exception:  # noqa: BLE001  (litellm raises several types for "not mapped")
+        listed = {}
     prices = []
     for kind in ("input", "output"):
         override = spec.get(f"{kind}_usd_per_1m_tokens")

@@ -120,3 +120,13 @@ def test_run_and_resume_end_to_end(tiny_csv, tmp_path):
     info = RunDir.open(run_dir).read_manifest()["strategies"]["finetune_encoder"]
     assert info["reused_model"] is True
     assert info["fit_seconds"] == pytest.approx(row["fit_seconds"])
+
+
+def test_close_gives_the_process_its_torch_threads_back(trained):
+    """Training pins torch to `num_threads` (1); strategies timed after it must not inherit that."""
+    import torch
+
+    _, _, _, strategy, _ = trained
+    assert torch.get_num_threads() == strategy.threads_ == 1
+    strategy.close()
+    assert torch.get_num_threads() == strategy.previous_threads_

@@ -119,3 +119,11 @@ def test_predicts_through_the_client_at_the_fine_tuned_models_prices(tiny_csv, t
     body = fake_openai.bodies[0]["messages"]
     rows, _ = strategy.training_file(dataset)
     assert body[0] == rows[0]["messages"][0] and body[1]["role"] == "user"
+
+
+def test_a_key_file_replaces_the_default_key_variable(tiny_csv, tmp_path):
+    """With api_key_file set, predicting must not also insist on OPENAI_API_KEY (the client refuses both)."""
+    _, strategy, _ = _strategy(tiny_csv, tmp_path, "strategies.hosted_finetune.api_key_file=key.txt")
+    assert strategy.model["api_key_file"] == "key.txt" and strategy.model["api_key_env"] is None
+    _, default, _ = _strategy(tiny_csv, tmp_path)
+    assert default.model["api_key_env"] == "OPENAI_API_KEY"

@@ -311,3 +311,13 @@ def test_projection_counts_each_models_tokens_and_prices(two_runs):
     assert mine["price_source"] == "config override" and "approximate" in mine["tokenizer"]
     assert mine["projected_cost_per_1k_usd"] == pytest.approx(
         (mine["prompt_tokens_mean"] * 1.0 + mine["completion_tokens_mean"] * 2.0) / 1000)
+
+
+def test_projection_prices_a_provider_prefixed_name_like_the_client_does():
+    from harness.llm.client import mapped_prices_per_token
+    from harness.projection import _prices
+
+    input_usd, output_usd, source = _prices({"name": "anthropic/claude-haiku-4-5"})
+    assert (input_usd / 1e6, output_usd / 1e6) == pytest.approx(mapped_prices_per_token("anthropic/claude-haiku-4-5"))
+    assert input_usd > 0 and "offline price map" in source
+    assert np.isnan(_prices({"name": "no-such/model"})[0])

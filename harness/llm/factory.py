@@ -78,11 +78,11 @@ def _local(model, options, output_mode, hardware, run_dir) -> Endpoint:
 
     gguf = _known(model.get("gguf") or {}, GGUF_KEYS, "gguf")
     server_options = _known(model.get("server") or {}, SERVER_KEYS, "server")
+    pricing = _pricing(model.get("price") or {"mode": "per_second"}, hardware)  # a bad price fails before the start
     path = gguf_file(**gguf)
     alias = _slug(model["name"])
     log_path = Path(run_dir) / "logs" / f"{alias}.server.log"
     server = LlamaServer(model_path=path, alias=alias, log_path=log_path, **server_options).start()
-    pricing = _pricing(model.get("price") or {"mode": "per_second"}, hardware)
     identity = f"{model['name']}@sha256:{gguf['sha256']}"  # the port changes every run; the file does not
     try:
         client = _client(model=f"openai/{alias}", api_base=server.api_base, cache_identity=identity,

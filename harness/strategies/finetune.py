@@ -186,6 +186,9 @@ class FineTunedEncoder(BatchedClassifier):
     def fit(self, train, services):
         self._check()
         self.hardware_ = services.hardware
+        import torch
+
+        self.previous_threads_ = torch.get_num_threads()  # restored by close(): later strategies keep theirs
         self.threads_ = set_threads(self.num_threads)
         examples = per_class_sample(train.train, self.train_per_class, self.settings.seed)
         folder = services.artifacts(self.name)
@@ -268,6 +271,13 @@ class FineTunedEncoder(BatchedClassifier):
         with torch.inference_mode():
             logits = self.model_(**batch).logits.float().numpy()
         return logits, np.full(len(texts), (time.perf_counter() - t0) / max(len(texts), 1))
+
+    def close(self) -> None:
+        if getattr(self, "previous_threads_", None):
+            import torch
+
+            torch.set_num_threads(self.previous_threads_)
+        super().close()
 
     def predict(self, items: Sequence) -> Iterator[Prediction]:
         single_ms = self._single_item_latencies(items)

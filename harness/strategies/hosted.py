@@ -93,6 +93,8 @@ class HostedFineTune(PromptedStrategy):
                  system_template: str, user_template: str = "{{ text }}", output_mode: str | None = None,
                  closest_cutoff: float = 0.8, client: Mapping | None = None) -> None:
         price = prices.get(base_model) or {}
+        if api_key_file:  # a named key file wins over the default variable, for launching and for predicting alike
+            api_key_env = None
         model = {"name": fine_tuned_model or f"ft:{base_model}", "provider": "api", "litellm_model": fine_tuned_model,
                  "api_key_env": api_key_env, "api_key_file": api_key_file, "api_base": api_base,
                  "client": dict(client or {}),
