@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from harness.config import GROUPS
 from harness.errors import HarnessError
 
 EPILOG = """examples:
@@ -87,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("list", help="list the options of a config group (or of all groups)")
-    p.add_argument("group", nargs="?", help="dataset, strategy, model, hardware, embedder, pricing, experiment")
+    p.add_argument("group", nargs="?", help=", ".join(GROUPS))
     p.set_defaults(func=_list)
 
     p = sub.add_parser("hosted-finetune", help="price an API fine-tune and write its training JSONL (--dry-run), or "

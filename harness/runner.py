@@ -44,6 +44,12 @@ def run(cfg: DictConfig, *, resume: Path | None = None) -> Path:
             info[stage.name] = _run_strategy(stage.name, stage.strategy, stage.train, services, rundir,
                                              info.get(stage.name, {}), sweep.columns(stage))
             rundir.update_manifest(strategies=info)
+        # inside the try: a failure here (a bad projection.models entry) marks the run failed, not "running";
+        # `harness resume` then redoes only these steps, every item being recorded
+        rundir.write_predictions([stage.name for stage in plan])
+        from harness.projection import write_projection
+
+        write_projection(rundir.path, cfg.get("projection"))
     except KeyboardInterrupt:
         rundir.update_manifest(status="interrupted")
         raise
@@ -52,10 +58,6 @@ def run(cfg: DictConfig, *, resume: Path | None = None) -> Path:
         raise
     finally:
         services.close()  # stops local model servers
-    rundir.write_predictions([stage.name for stage in plan])
-    from harness.projection import write_projection
-
-    write_projection(rundir.path, cfg.get("projection"))
     rundir.update_manifest(status="complete", finished_at=_now())
     from harness.report import build
 
