@@ -2,7 +2,6 @@
 Markdown summary fit for a pull-request comment (verdict, checks, what changed, the flipped items)."""
 from __future__ import annotations
 
-import html
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,6 +10,7 @@ import pandas as pd
 
 from harness.records import atomic_write
 from harness.regress import Check, Comparison, Outcome
+from harness.report.fmt import md_cell
 
 MAX_FLIPS_SHOWN = 50  # per kind and strategy, fewer when the summary would not fit in a comment
 COMMENT_MAX_CHARS = 65_000  # GitHub refuses pull-request comments over 65,536 characters
@@ -156,9 +156,9 @@ def _pred(pred, error) -> str:
 
 
 def _checks_table(outcome: Outcome) -> str:
-    rows = [{"strategy": c.strategy, "check": _cell(c.name), "baseline": _value(c, c.baseline),
+    rows = [{"strategy": c.strategy, "check": md_cell(c.name), "baseline": _value(c, c.baseline),
              "candidate": _value(c, c.candidate), "change": _change(c),
-             "result": {"pass": "pass", "fail": "**FAIL**", "skip": "skipped"}[c.status], "rule": _cell(c.message)}
+             "result": {"pass": "pass", "fail": "**FAIL**", "skip": "skipped"}[c.status], "rule": md_cell(c.message)}
             for comparison in outcome.comparisons for c in comparison.checks]
     return _markdown(pd.DataFrame(rows))
 
@@ -168,7 +168,7 @@ def _class_table(comparison: Comparison) -> str:
     if changed.empty:
         return ""
     shown = changed.head(MAX_CLASSES_SHOWN).reset_index()
-    table = _markdown(pd.DataFrame({"class": shown["label"].map(_cell), "items": shown["n"],
+    table = _markdown(pd.DataFrame({"class": shown["label"].map(md_cell), "items": shown["n"],
                                     "baseline": shown["baseline"].map("{:.1%}".format),
                                     "candidate": shown["candidate"].map("{:.1%}".format),
                                     "change (points)": shown["delta_points"].map("{:+.1f}".format),
@@ -183,10 +183,10 @@ def _flip_tables(comparison: Comparison, max_rows: int) -> dict:
         rows = comparison.flips[comparison.flips["kind"] == kind]
         out[kind] = len(rows)
         shown = rows.head(max_rows)
-        table = pd.DataFrame({"item": shown["item_id"].map(_cell), "text": shown["text"].map(_cell),
-                              "gold": shown["gold"].map(_cell),
-                              "baseline": [_cell(_pred(p, None)) for p in shown["baseline_pred"]],
-                              "candidate": [_cell(_pred(p, e)) for p, e in
+        table = pd.DataFrame({"item": shown["item_id"].map(md_cell), "text": shown["text"].map(md_cell),
+                              "gold": shown["gold"].map(md_cell),
+                              "baseline": [md_cell(_pred(p, None)) for p in shown["baseline_pred"]],
+                              "candidate": [md_cell(_pred(p, e)) for p, e in
                                             zip(shown["candidate_pred"], shown["candidate_error"])]})
         more = len(rows) - len(shown)
         out[f"{kind}_table"] = _markdown(table) + (f"\n\n...and {more} more" if more > 0 else "")
@@ -196,10 +196,3 @@ def _flip_tables(comparison: Comparison, max_rows: int) -> dict:
 def _markdown(table: pd.DataFrame) -> str:
     # numparse off: tabulate would otherwise print an id or label like "007" as 7
     return table.to_markdown(index=False, disable_numparse=True)
-
-
-def _cell(value, max_chars: int = 160) -> str:
-    """Dataset text in a Markdown table cell: one line, HTML escaped (comments render HTML), pipes escaped."""
-    text = " ".join(str(value).split())
-    text = text if len(text) <= max_chars else text[: max_chars - 1] + "…"
-    return html.escape(text, quote=False).replace("|", "\\|")

@@ -301,6 +301,13 @@ def test_dataset_text_is_escaped_and_the_page_has_no_script(payload_html):
     assert 'onerror="window' not in html
 
 
+def test_dataset_text_in_report_md_is_inert(payload_html, payload_run):
+    """report.md goes into pull requests and wikis, which render raw HTML: labels there are escaped too."""
+    markdown = (payload_run / "report.md").read_text()
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in markdown
+    assert "<script" not in markdown and "<img" not in markdown
+
+
 def test_report_html_loads_nothing_from_the_network(payload_html):
     html = payload_html
     parser = _Resources()

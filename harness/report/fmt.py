@@ -1,6 +1,7 @@
 """How numbers read in every report format: percentages, dollars, volumes, p-values."""
 from __future__ import annotations
 
+import html
 import math
 
 
@@ -33,3 +34,10 @@ def volume(x: float) -> str:
 
 def pvalue(p: float) -> str:
     return "n/a" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def md_cell(value, max_chars: int = 160) -> str:
+    """Text in a Markdown table cell: one line, HTML escaped (pull-request comments render HTML), pipes escaped."""
+    text = " ".join(str(value).split())
+    text = text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+    return html.escape(text, quote=False).replace("|", "\\|")

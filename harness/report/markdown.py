@@ -49,8 +49,9 @@ def _single_item_note(results: pd.DataFrame) -> str:
 def _markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)"
-    # A '|' in a label would end a table cell.
-    cells = frame.astype(str).map(lambda cell: cell.replace("|", "\\|"))
+    from harness.report.fmt import md_cell
+
+    cells = frame.astype(str).map(md_cell)  # dataset labels: one line, no live HTML, no '|' ending the cell
     return cells.to_markdown(index=False, disable_numparse=True)
 
 

@@ -193,7 +193,6 @@ class FewShot(PromptedStrategy):
             return {"examples": []}
         rng = np.random.default_rng(services.seed)
         chosen = self._random(train, rng)
-        self.n_examples_ = len(chosen)
         return {"examples": [_example(chosen[i]) for i in rng.permutation(len(chosen))]}
 
     def _random(self, train, rng) -> list:
