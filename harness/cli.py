@@ -212,13 +212,19 @@ def _with_strategy(overrides: list[str], name: str, option: str):
     """The config with strategy `name`, added from conf/strategy/OPTION.yaml when the experiment lacks it."""
     from harness.config import compose
 
+    first_error = None
     try:
         cfg = compose(overrides)
         if name in cfg.strategies:
             return cfg
+    except HarnessError as exc:  # e.g. overrides of strategies.NAME.* that only resolve once the strategy is added
+        first_error = exc
+    try:
+        return compose([f"+strategy@strategies.{name}={option}", *overrides])
     except HarnessError:
-        pass  # e.g. overrides of strategies.NAME.* that only resolve once the strategy is added
-    return compose([f"+strategy@strategies.{name}={option}", *overrides])
+        if first_error is not None:
+            raise first_error from None  # the problem with what the user wrote, not with our retry
+        raise
 
 
 def _regress(args) -> int:
