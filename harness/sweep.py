@@ -50,7 +50,7 @@ def stages(cfg, dataset: Dataset) -> list[Stage]:
             for seed in seeds if size is not None else seeds[:1]:
                 variant = variant_name(name, size, seed)
                 view = replace(dataset, train=per_class_sample(dataset.train, size, seed))
-                plan.append(SweepStage(variant, instantiate(_seeded(node, seed), name=variant), view,
+                plan.append(SweepStage(variant, instantiate(_for_point(node, seed), name=variant), view,
                                        _columns(view, size, seed)))
     return plan
 
@@ -78,12 +78,17 @@ def _size(value) -> int | None:
     return value
 
 
-def _seeded(node, seed: int):
-    """The strategy's own `seed` (e.g. a fine-tune's initialisation and shuffling) follows the sweep seed."""
-    if "seed" not in node:
+def _for_point(node, seed: int):
+    """The sweep decides a point's training items and seed: the strategy's own `train_per_class` is cleared (it
+    would cut the sweep's sample again, and the results would report the sweep's n for less data), and its own
+    `seed` (e.g. a fine-tune's initialisation and shuffling) follows the sweep seed."""
+    if "seed" not in node and "train_per_class" not in node:
         return node
     from omegaconf import OmegaConf
 
     node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-    node.seed = seed
+    if "seed" in node:
+        node.seed = seed
+    if "train_per_class" in node:
+        node.train_per_class = None
     return node

@@ -61,6 +61,14 @@ def test_expands_each_swept_strategy_into_seeded_variants(tiny_csv, tmp_path):
     assert plan["finetune_encoder[n=5,seed=1]"].strategy.settings.seed == 1  # the fine-tune's seed follows
 
 
+def test_a_swept_strategy_trains_on_the_sweeps_sample_only(tiny_csv, tmp_path):
+    """A fine-tune configured with its own train_per_class would cut the sweep's sample again."""
+    cfg = _cfg(tiny_csv, tmp_path, "sweep.train_per_class=[5]", "sweep.seeds=[0]",
+               "sweep.strategies=[finetune_encoder]", "strategies.finetune_encoder.train_per_class=2")
+    plan = {stage.name: stage for stage in sweep.stages(cfg, instantiate(cfg.dataset))}
+    assert plan["finetune_encoder[n=5,seed=0]"].strategy.train_per_class is None
+
+
 @pytest.mark.parametrize("override, message", [
     ("sweep.strategies=[tfidf_logrgs]", "known: embed_knn, embed_logreg, finetune_encoder, tfidf_logreg"),
     ("sweep.train_per_class=[5,0]", "sweep.train_per_class"),
