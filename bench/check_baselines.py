@@ -4,7 +4,7 @@ Re-implements tfidf_logreg, embed_logreg and embed_knn with scikit-learn and sen
 (reading the TSVs itself, none of harness's loading, strategy or metric code) with the same hyperparameters as
 conf/strategy/*.yaml, and prints each accuracy beside the harness run's and their ratio.
 
-    .venv/bin/python bench/check_baselines.py reports/banking77_classic/<timestamp>
+    .venv/bin/python bench/check_baselines.py reports/classic/<timestamp>
 """
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: the strategy's num_threads)")
     args = parser.parse_args()
 
-    cfg = compose(["experiment=banking77_finetune"])
+    cfg = compose(["experiment=finetune"])
     strategy = instantiate(cfg.strategies.finetune_encoder, name="finetune_encoder")
     settings = strategy.settings
     threads = finetune.set_threads(args.threads or strategy.num_threads)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import harness  # noqa: E402,F401  (offline environment first)
 from harness.config import compose, instantiate  # noqa: E402
 from harness.llm.factory import connect  # noqa: E402
-from harness.services import Services  # noqa: E402
+from harness.run.services import Services  # noqa: E402
 
 # llama.cpp's per-request counters in the server log: prompt eval (ms, tokens), eval (ms, runs), total (ms)
 TIMING = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens.*\n.*?eval time =\s*([\d.]+) ms /\s*(\d+) runs"

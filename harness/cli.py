@@ -13,8 +13,8 @@ from harness.errors import HarnessError
 
 EPILOG = """examples:
   harness run                                   # the default experiment (experiments/default.yaml)
-  harness run experiment=banking77_classic      # another experiment
-  harness run experiment=banking77_classic dataset.heldout_size=500 seed=1
+  harness run experiment=classic      # another experiment
+  harness run experiment=classic dataset.heldout_size=500 seed=1
   harness run dataset=table dataset.path=denials.csv dataset.label_column=category
   harness resume reports/default/2026-01-31_12-00-00
   harness report reports/default/2026-01-31_12-00-00
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run an experiment (Hydra overrides, e.g. experiment=banking77_classic)",
+    p = sub.add_parser("run", help="run an experiment (Hydra overrides, e.g. experiment=classic)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("overrides", nargs="*", help="Hydra overrides: key=value, group=option")
     p.set_defaults(func=_run)
@@ -129,10 +129,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     from harness.config import compose
-    from harness.runner import run
+    from harness.report import build
+    from harness.run.runner import run
 
     cfg = compose(args.overrides)
-    path = run(cfg)
+    path = run(cfg, finish=build)
     _done(path)
     return 0
 
@@ -140,12 +141,13 @@ def _run(args) -> int:
 def _resume(args) -> int:
     from omegaconf import OmegaConf
 
-    from harness.runner import run
+    from harness.report import build
+    from harness.run.runner import run
 
     config = args.run_dir / "config.yaml"
     if not config.is_file():
         raise HarnessError(f"{args.run_dir}: not a run directory (no config.yaml)")
-    path = run(OmegaConf.load(config), resume=args.run_dir)
+    path = run(OmegaConf.load(config), resume=args.run_dir, finish=build)
     _done(path)
     return 0
 
@@ -228,19 +230,19 @@ def _with_strategy(overrides: list[str], name: str, option: str):
 
 
 def _regress(args) -> int:
-    from harness import regress, regress_report
+    from harness.gate import check, outputs
 
-    outcome = regress.check(args.baseline, args.overrides, candidate=args.candidate, strategies=args.strategy)
+    outcome = check.check(args.baseline, args.overrides, candidate=args.candidate, strategies=args.strategy)
     junit = args.junit or outcome.candidate / "regress" / "junit.xml"
     summary = args.summary or outcome.candidate / "regress" / "summary.md"
-    regress_report.write(outcome, junit=junit, summary=summary)
-    print("\n".join(regress_report.verdict_lines(outcome)))
+    outputs.write(outcome, junit=junit, summary=summary)
+    print("\n".join(outputs.verdict_lines(outcome)))
     print(f"{'PASS' if outcome.passed else 'FAIL'}; summary: {summary}; JUnit: {junit}")
     return 0 if outcome.passed else 1
 
 
 def _baseline_save(args) -> int:
-    from harness.baselines import save
+    from harness.gate.baselines import save
 
     print(f"baseline: {save(args.run_dir, args.name, force=args.force)}")
     return 0
@@ -248,7 +250,7 @@ def _baseline_save(args) -> int:
 
 def _done(path: Path) -> None:
     print(f"run directory: {path}")
-    print(f"report: {path / 'report.md'}")
+    print(f"report: {path / 'report.html'} (also report.md, summary.pdf)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def known(group: str) -> list[str]:
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()):
-    """The resolved config for `overrides` (Hydra syntax, e.g. `experiment=banking77_classic`)."""
+    """The resolved config for `overrides` (Hydra syntax, e.g. `experiment=classic`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -2,36 +2,41 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import pandas as pd
 
 from harness.stats import bootstrap_ci
 
+if TYPE_CHECKING:
+    from harness.strategies.base import FitRecord
+
 INVALID = "<invalid>"  # stands for "no label" in per-class tables and confusion matrices
 
 
-def summarize(records: pd.DataFrame, strategies: dict[str, dict], *, seed: int = 0) -> pd.DataFrame:
+def summarize(records: pd.DataFrame, fits: Mapping[str, "FitRecord"], *, seed: int = 0) -> pd.DataFrame:
     """One row per strategy: accuracy with a 95% bootstrap interval, macro-F1, latency percentiles,
     throughput, cost per 1,000 items, fit time and cost, error and invalid counts.
 
-    `strategies` carries what records cannot: model name, fit seconds/cost, predict wall seconds."""
+    `fits` (the manifest's fit records) carry what records cannot: model name, fit seconds and cost, predict
+    wall seconds, the training items."""
     rows = []
     for name, group in records.groupby("strategy", sort=False):
-        info = strategies.get(name, {})
-        rows.append({"strategy": name, "model": info.get("model", ""), **score(group, seed=seed),
-                     "fit_seconds": info.get("fit_seconds", 0.0), "fit_cost_usd": info.get("fit_cost_usd", 0.0),
-                     "throughput_items_per_s": _throughput(group, info),
-                     "latency_basis": info.get("latency_basis", ""),
-                     "single_item_latency_p50_ms": _single_item_p50(group), **training_columns(info)})
+        fit = fits[name]
+        rows.append({"strategy": name, "model": fit.model, **score(group, seed=seed),
+                     "fit_seconds": fit.fit_seconds, "fit_cost_usd": fit.fit_cost_usd,
+                     "throughput_items_per_s": _throughput(group, fit), "latency_basis": fit.latency_basis,
+                     "single_item_latency_p50_ms": _single_item_p50(group), **training_columns(fit)})
     return pd.DataFrame(rows)
 
 
-def training_columns(info: dict) -> dict:
+def training_columns(fit: "FitRecord") -> dict:
     """What a strategy learned from: training items per class (a learning-curve sweep's n, or few-shot's k per
     class, which belongs on the same axis), the sweep seed, and the number of training items its fit saw."""
-    return {"train_per_class": info.get("train_per_class", info.get("k_per_class")),
-            "sweep_seed": info.get("sweep_seed"), "n_train": info.get("n_train")}
+    per_class = fit.stage.train_per_class
+    return {"train_per_class": per_class if per_class is not None else fit.details.get("k_per_class"),
+            "sweep_seed": fit.stage.sweep_seed, "n_train": fit.n_train}
 
 
 def _single_item_p50(group: pd.DataFrame) -> float:
@@ -102,12 +107,12 @@ def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def _throughput(group: pd.DataFrame, info: dict) -> float:
+def _throughput(group: pd.DataFrame, fit: "FitRecord") -> float:
     """Items per second of prediction. Per-item strategies (possibly concurrent): items / measured wall time.
     Batch-amortised ones: items / summed measured compute, since the wall time of a run that reused
     embeddings computed for another strategy would flatter them."""
-    if info.get("latency_basis") == "batch-amortised":
+    if fit.latency_basis == "batch-amortised":
         seconds = group["latency_ms"].astype(float).sum() / 1000.0
     else:
-        seconds = info.get("predict_seconds")
+        seconds = fit.predict_seconds
     return float(len(group) / seconds) if seconds else float("nan")

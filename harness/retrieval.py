@@ -35,13 +35,14 @@ class Embedder:
         return self._model
 
     def encode(self, texts: Sequence[str], *, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Unit-norm vectors (n, d) and the measured seconds each text's embedding took (n,)."""
+        """Unit-norm vectors (n, d) and the measured seconds each text's embedding took (n,). A progress bar
+        shows only with `desc` (fit-time work), never inside the runner's own bar of predicted items."""
         import time
 
         todo = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         batches = range(0, len(todo), self.batch_size)
-        for start in tqdm(batches, desc=desc or f"embedding ({self.name})", unit="batch", leave=False,
-                          disable=len(todo) < 4 * self.batch_size):
+        for start in tqdm(batches, desc=desc, unit="batch", leave=False,
+                          disable=desc is None or len(todo) < 4 * self.batch_size):
             batch = todo[start:start + self.batch_size]
             t0 = time.perf_counter()
             vecs = self.model.encode(batch, batch_size=self.batch_size, normalize_embeddings=True,

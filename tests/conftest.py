@@ -44,7 +44,15 @@ def tiny_overrides(tiny_csv: Path, tmp_path: Path) -> list[str]:
 
 @pytest.fixture
 def tiny_cfg(tiny_csv, tmp_path):
-    """Compose the real config for `experiment` on the tiny dataset: tiny_cfg('banking77_classic', 'seed=1')."""
-    def make(experiment: str = "banking77_classic", *extra: str):
+    """Compose the real config for `experiment` on the tiny dataset: tiny_cfg('classic', 'seed=1')."""
+    def make(experiment: str = "classic", *extra: str):
         return compose([f"experiment={experiment}", *tiny_overrides(tiny_csv, tmp_path), *extra])
     return make
+
+
+def run(cfg, **kwargs):
+    """A run as `harness run` makes it: the runner, then the report it builds before the run is complete."""
+    from harness.report import build
+    from harness.run.runner import run as run_only
+
+    return run_only(cfg, finish=build, **kwargs)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import baselines
+from harness.gate import baselines
 from harness.cli import main
 from harness.config import compose
 from harness.errors import HarnessError
-from harness.records import PREDICTION_COLUMNS, RunDir
-from harness.runner import run
+from harness.run.directory import PREDICTION_COLUMNS, RunDir
+from tests.conftest import run
 from tests.conftest import tiny_overrides
 
 ONLY_TFIDF = ["~strategies.embed_logreg", "~strategies.embed_knn"]  # the fastest strategy: seconds, no encoder
@@ -22,7 +22,7 @@ ONLY_TFIDF = ["~strategies.embed_logreg", "~strategies.embed_knn"]  # the fastes
 
 def tiny_run(csv: Path, out: Path, *overrides: str) -> Path:
     """A real run of tfidf_logreg on the tiny dataset (shared with test_regress)."""
-    return run(compose(["experiment=banking77_classic", *tiny_overrides(csv, out), *ONLY_TFIDF, *overrides]))
+    return run(compose(["experiment=classic", *tiny_overrides(csv, out), *ONLY_TFIDF, *overrides]))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_save_writes_records_with_texts_and_the_manifest(run_dir, store, tiny_cs
     source = pd.read_csv(tiny_csv, dtype=str).set_index("id")
     assert records["text"].tolist() == source.loc[records["item_id"], "text"].tolist()
     manifest = json.loads((path / "manifest.json").read_text())
-    run_manifest = RunDir.open(run_dir).read_manifest()
+    run_manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["dataset"]["heldout_hash"] == run_manifest["dataset"]["heldout_hash"]
     assert manifest["strategies"] == run_manifest["strategies"]  # where prompted strategies keep template hashes
     assert manifest["baseline"]["name"] == "tiny-v1"
@@ -90,15 +90,22 @@ def test_save_refuses_an_unfinished_run(run_dir, store, tmp_path):
         baselines.save(copy, "tiny-v1")
 
 
-def test_save_refuses_when_the_data_changed_since_the_run(tiny_csv, store, tmp_path):
+def test_baseline_texts_come_from_the_run_not_from_the_data_file(tiny_csv, store, tmp_path):
+    """The run stored its held-out items: editing the source file later changes nothing, tampering with the
+    stored items is refused by their hash."""
     csv = tmp_path / "data.csv"
     shutil.copy(tiny_csv, csv)
     path = tiny_run(csv, tmp_path)
     frame = pd.read_csv(csv, dtype=str)
     frame.loc[frame["split"] == "test", "text"] += " (edited)"
     frame.to_csv(csv, index=False)
-    with pytest.raises(HarnessError, match="the data changed since the run"):
-        baselines.save(path, "tiny-v1")
+    saved = pd.read_parquet(baselines.save(path, "tiny-v1") / "records.parquet")
+    assert not saved["text"].str.endswith("(edited)").any()
+    heldout = pd.read_parquet(path / "heldout.parquet")
+    heldout.loc[0, "text"] += " (tampered)"
+    heldout.to_parquet(path / "heldout.parquet", index=False)
+    with pytest.raises(HarnessError, match="the stored items were changed after the run"):
+        baselines.save(path, "tiny-v2")
 
 
 def test_cli_baseline_save(run_dir, store, capsys):
@@ -124,7 +131,7 @@ def test_candidate_config_is_the_baseline_config_plus_hydra_overrides(run_dir):
 
 def test_candidate_config_keeps_a_literal_dollar_brace(run_dir, tmp_path):
     baseline = baselines.load(run_dir)
-    baseline.manifest["config"] = {**baseline.config, "note": "costs ${amount} per item"}
+    baseline.manifest.config = {**baseline.config, "note": "costs ${amount} per item"}
     assert baseline.candidate_config([]).note == "costs ${amount} per item"
 
 

@@ -16,12 +16,12 @@ def run_cli(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["experiment=nope"], r"error: no experiment 'nope'; known: (\w+, )*banking77_classic, (\w+, )*default"),
-    (["dataset=nope"], r"error: no dataset 'nope'; known: banking77, table"),
+    (["experiment=nope"], r"error: no experiment 'nope'; known: (\w+, )*classic, (\w+, )*default"),
+    (["dataset=nope"], r"error: no dataset 'nope'; known: banking77, banking77_half, banking77_sample, table"),
     (["+strategy@strategies.x=rga"], r"error: no strategy 'rga'; known: (\w+, )*embed_knn, embed_logreg, "),
     (["dataset=table"], r"error: config key 'dataset.path' is required"),
     (["dataset=table", "dataset.path=missing.csv"], r"error: missing.csv: no such file"),
-    (["experiment=banking77_classic", "dataset.heldout_size=5000"],
+    (["experiment=classic", "dataset.heldout_size=5000"],
      r"error: dataset.heldout_size=5000 is larger than the 3080 held-out items of banking77"),
     (["~experiment"], r"error: config key 'strategies' is empty"),
     (["seed=[1"], r"error: .*seed=\[1"),
@@ -31,7 +31,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, argv, message):
     assert code == 2
     assert re.match(message, err), err
     assert "\n" not in err
-    assert not list(tmp_path.glob("*/*/results.csv"))  # nothing half-written that looks finished
+    assert not list(tmp_path.glob("*/*/*/results.csv"))  # nothing half-written that looks finished
 
 
 def test_missing_column_lists_the_columns(capsys, tmp_path, tiny_csv):
@@ -69,11 +69,11 @@ def test_list_and_help(capsys):
 
 
 def test_run_on_user_table_end_to_end(capsys, tmp_path, tiny_csv):
-    code = main(["run", "experiment=banking77_classic", "dataset=table", f"dataset.path={tiny_csv}",
+    code = main(["run", "experiment=classic", "dataset=table", f"dataset.path={tiny_csv}",
                  "dataset.split_column=split", f"output_dir={tmp_path}",
                  "~strategies.embed_logreg", "~strategies.embed_knn"])
     assert code == 0
-    results = pd.read_csv(next(tmp_path.glob("banking77_classic/*/results.csv")))
+    results = pd.read_csv(next(tmp_path.glob("tiny/classic/*/results.csv")))
     assert list(results["strategy"]) == ["tfidf_logreg"] and results["n"].item() == 32
 
 

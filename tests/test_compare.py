@@ -9,7 +9,7 @@ import pytest
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.report.compare import compare, merged_names
-from tests.test_report import ITEMS, outcomes, write_run
+from tests.runs import ITEMS, outcomes, write_run
 
 
 def test_compare_merges_runs_and_keeps_every_strategy_distinct(tmp_path, capsys):
@@ -25,7 +25,7 @@ def test_compare_merges_runs_and_keeps_every_strategy_distinct(tmp_path, capsys)
     manifest = json.loads((merged / "manifest.json").read_text())
     assert [run["path"] for run in manifest["runs"]] == [str(first), str(second)]
     zero_shots = [name for run in (first, second) for name, info in manifest["strategies"].items()
-                  if info["run"] == str(run) and info["strategy_in_run"] == "zero_shot"]
+                  if info["details"]["run"] == str(run) and info["details"]["strategy_in_run"] == "zero_shot"]
     assert len(set(zero_shots)) == 2 and all(name.startswith("zero_shot@") for name in zero_shots)
     results = pd.read_csv(merged / "results.csv")
     assert list(results["strategy"]) == [zero_shots[0], "tfidf", zero_shots[1]]
@@ -40,11 +40,12 @@ def test_compare_merges_runs_and_keeps_every_strategy_distinct(tmp_path, capsys)
 def test_compare_refuses_runs_on_different_heldout_sets_naming_them(tmp_path):
     first = write_run(tmp_path / "a", {"x": {"pred": outcomes(ITEMS, 1), "family": "trained"}}, ITEMS)
     other = write_run(tmp_path / "b", {"x": {"pred": outcomes(ITEMS, 1), "family": "trained"}}, ITEMS,
-                      heldout_hash="f" * 64)
+                      texts={ITEMS[0][0]: "another text"})
     with pytest.raises(HarnessError) as error:
         compare([first, other], tmp_path / "out")
     message = str(error.value)
-    assert str(other) in message and str(first) in message and "ffffffffffff" in message
+    other_hash = json.loads((other / "manifest.json").read_text())["dataset"]["heldout_hash"]
+    assert str(other) in message and str(first) in message and other_hash[:12] in message
     assert not (tmp_path / "out").exists()  # nothing written
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.costs import BreakEven, CostLine, PricingPlan, break_even, cost_line
+from harness.costs.plan import BreakEven, CostLine, PricingPlan, break_even, cost_line
 from harness.errors import HarnessError
 
 

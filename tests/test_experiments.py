@@ -9,7 +9,7 @@ import pytest
 from omegaconf import open_dict
 
 from harness.config import compose, known
-from harness.runner import run
+from tests.conftest import run
 from tests.conftest import tiny_overrides
 
 NEW_CATEGORY = "age_limit"  # one of the tiny fixture's labels

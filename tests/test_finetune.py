@@ -8,7 +8,7 @@ import pytest
 
 from harness.config import compose, instantiate
 from harness.errors import HarnessError
-from harness.services import Services
+from harness.run.services import Services
 from harness.strategies.finetune import META_FILE, FineTunedEncoder
 from tests.conftest import tiny_overrides
 
@@ -19,7 +19,7 @@ QUICK = ["strategies.finetune_encoder.epochs=2", "strategies.finetune_encoder.le
 
 
 def _compose(tiny_csv, tmp_path, *extra):
-    return compose(["experiment=banking77_finetune", *tiny_overrides(tiny_csv, tmp_path), *QUICK, *extra])
+    return compose(["experiment=finetune", *tiny_overrides(tiny_csv, tmp_path), *QUICK, *extra])
 
 
 def _strategy(cfg) -> FineTunedEncoder:
@@ -103,8 +103,8 @@ def test_run_and_resume_end_to_end(tiny_csv, tmp_path):
     an interrupted run reuses the saved model."""
     import pandas as pd
 
-    from harness.records import RunDir
-    from harness.runner import run
+    from harness.run.directory import RunDir
+    from tests.conftest import run
 
     cfg = _compose(tiny_csv, tmp_path)
     run_dir = run(cfg)
@@ -117,9 +117,11 @@ def test_run_and_resume_end_to_end(tiny_csv, tmp_path):
     (run_dir / "records" / "finetune_encoder.jsonl").unlink()
     (run_dir / "predictions.parquet").unlink()
     run(cfg, resume=run_dir)
-    info = RunDir.open(run_dir).read_manifest()["strategies"]["finetune_encoder"]
-    assert info["reused_model"] is True
-    assert info["fit_seconds"] == pytest.approx(row["fit_seconds"])
+    fit = RunDir.open(run_dir).read_manifest().fit("finetune_encoder")
+    assert fit.details["reused_model"] is True
+    assert fit.fit_seconds == pytest.approx(row["fit_seconds"])
+    [(weights, digest)] = fit.artefacts.items()
+    assert weights.endswith("model.safetensors") and len(digest) == 64
 
 
 def test_close_gives_the_process_its_torch_threads_back(trained):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.config import compose
-from harness.regress import Policy, accuracy_check
+from harness.gate.check import Policy, accuracy_check
 
 BASE_ACCURACY = 0.8
 DRAWS = 2000

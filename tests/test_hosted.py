@@ -6,10 +6,12 @@ import json
 
 import pytest
 
+from harness.strategies.base import StageInfo
+
 from harness.cli import main
 from harness.config import compose, instantiate
 from harness.errors import HarnessError
-from harness.services import Services
+from harness.run.services import Services
 from harness.strategies.hosted import TrainingEstimate, count_tokens
 from tests.conftest import tiny_overrides
 from tests.fake_openai import fake_openai  # noqa: F401  (the fixture)
@@ -18,7 +20,7 @@ ADD = "+strategy@strategies.hosted_finetune=hosted_finetune"
 
 
 def _strategy(tiny_csv, tmp_path, *extra):
-    cfg = compose(["experiment=banking77_classic", *tiny_overrides(tiny_csv, tmp_path), ADD, *extra])
+    cfg = compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path), ADD, *extra])
     return cfg, instantiate(cfg.strategies.hosted_finetune, name="hosted_finetune"), instantiate(cfg.dataset)
 
 
@@ -50,7 +52,7 @@ def test_train_per_class_shrinks_the_file(tiny_csv, tmp_path):
 
 def test_dry_run_writes_chat_fine_tuning_jsonl(tiny_csv, tmp_path, capsys):
     out = tmp_path / "train.jsonl"
-    assert main(["hosted-finetune", "--dry-run", "--out", str(out), "experiment=banking77_classic",
+    assert main(["hosted-finetune", "--dry-run", "--out", str(out), "experiment=classic",
                  *tiny_overrides(tiny_csv, tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "nothing was uploaded" in printed and "training cost:" in printed and "$" in printed
@@ -67,7 +69,7 @@ def test_dry_run_writes_chat_fine_tuning_jsonl(tiny_csv, tmp_path, capsys):
 
 def test_launch_without_a_key_fails_cleanly_naming_the_variable(tiny_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    code = main(["hosted-finetune", "--launch", "--out", str(tmp_path / "t.jsonl"), "experiment=banking77_classic",
+    code = main(["hosted-finetune", "--launch", "--out", str(tmp_path / "t.jsonl"), "experiment=classic",
                  *tiny_overrides(tiny_csv, tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "OPENAI_API_KEY" in err and "nothing was uploaded" in err
@@ -113,8 +115,11 @@ def test_predicts_through_the_client_at_the_fine_tuned_models_prices(tiny_csv, t
     p = predictions[0]
     assert p.cost_usd == pytest.approx(p.prompt_tokens * 0.30e-6 + p.completion_tokens * 1.20e-6)
     assert strategy.fit_cost_usd_ == pytest.approx(strategy.estimate_.cost_usd) and strategy.fit_cost_usd_ > 0
-    info = strategy.describe()
-    assert info["family"] == "trained" and info["training_tokens_per_epoch"] == strategy.estimate_.tokens_per_epoch
+    record = strategy.fit_record(wall_seconds=1.0, hardware=hardware, n_train=len(dataset.train),
+                                 stage=StageInfo(base="hosted_finetune"))
+    assert record.family == "trained" and record.billing == "api"
+    assert record.details["training_tokens_per_epoch"] == strategy.estimate_.tokens_per_epoch
+    assert record.fit_cost_usd == pytest.approx(strategy.estimate_.cost_usd)
     # the fine-tuned model sees what it was trained on: the training file's system prompt, then the item
     body = fake_openai.bodies[0]["messages"]
     rows, _ = strategy.training_file(dataset)

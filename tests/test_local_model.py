@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from harness.costs import HardwareProfile
+from harness.costs.hardware import HardwareProfile
 from harness.errors import HarnessError
 from harness.llm.factory import connect
 from harness.llm.local import LlamaServer, gguf_file
@@ -108,7 +108,7 @@ def test_real_smollm2_through_the_runner(tiny_cfg, tmp_path):
     """The real SmolLM2-135M GGUF, served by llama_cpp.server, on a handful of items through the runner and
     litellm; a rerun is served from the response cache and the server is stopped after each run."""
     pytest.importorskip("harness.llm.client")
-    from harness.runner import run
+    from tests.conftest import run
 
     overrides = ["model=smollm2-135m", f"llm.cache_dir={tmp_path / 'llm-cache'}", "dataset.heldout_size=4",
                  "~strategies.tfidf_logreg", "~strategies.embed_logreg", "~strategies.embed_knn",
@@ -121,10 +121,12 @@ def test_real_smollm2_through_the_runner(tiny_cfg, tmp_path):
     assert (records["latency_ms"] > 0).all() and (records["cost_usd"] > 0).all()
     manifest = json.loads((first / "manifest.json").read_text())
     info = manifest["strategies"]["zero_shot"]
-    assert info["model_info"]["gguf_sha256"].startswith("b179c952") and info["latency_measured_at_concurrency"] == 1
-    log = first / info["model_info"]["server_log"]
+    model_info = info["details"]["model_info"]
+    assert model_info["gguf_sha256"].startswith("b179c952") and info["prompt"]["measured_at_concurrency"] == 1
+    assert info["billing"] == "self_hosted"
+    log = first / model_info["server_log"]
     assert "POST /v1/chat/completions" in log.read_text()
-    port = info["model_info"]["server_command"].split("--port ")[1].split()[0]
+    port = model_info["server_command"].split("--port ")[1].split()[0]
     import urllib.request
 
     with pytest.raises(OSError):  # stopped with the run

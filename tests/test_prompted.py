@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from harness.config import instantiate
-from harness.costs import HardwareProfile
+from harness.costs.hardware import HardwareProfile
 from harness.errors import HarnessError
 from harness.llm.base import Completion
 from harness.llm.factory import Endpoint
-from harness.services import Services
+from harness.run.services import Services
 
 HARDWARE = HardwareProfile(name="test-cpu", usd_per_hour=3.6, source="test")  # 0.001 $ per second
 
@@ -74,7 +74,7 @@ def _user_prompts(strategy, dataset):
 
 
 def _shown_examples(text: str) -> list[str]:
-    return [line[len("Message: "):] for line in text.splitlines() if line.startswith("Message: ")]
+    return [line[len("Text: "):] for line in text.splitlines() if line.startswith("Text: ")]
 
 
 def test_zero_shot_puts_the_shared_part_first(make, dataset):
@@ -86,18 +86,18 @@ def test_zero_shot_puts_the_shared_part_first(make, dataset):
     system = all_messages[0][0]["content"]
     assert ", ".join(dataset.labels) in system  # the compact label list
     for ex, messages in zip(dataset.heldout, all_messages):
-        assert messages[1] == {"role": "user", "content": f"Message: {ex.text}\nIntent:"}
+        assert messages[1] == {"role": "user", "content": f"Text: {ex.text}\nCategory:"}
     assert strategy.latency_basis == "per-item (concurrency 1)" and strategy.model_name
-    info = strategy.describe()
-    assert len(info["templates_sha256"]["system"]) == 64 and len(info["templates_sha256"]["user"]) == 64
+    prompt = strategy.prompt_artefact()
+    assert len(prompt.templates_sha256["system"]) == 64 and len(prompt.templates_sha256["user"]) == 64
     assert (strategy.system_prompt_file_.read_text() == system)
 
 
 def test_template_change_changes_its_hash(make):
     base, _ = make("zero_shot")
     changed, _ = make("zero_shot", "strategies.zero_shot.user_template='Text: {{ text }}'")
-    assert base.describe()["templates_sha256"]["user"] != changed.describe()["templates_sha256"]["user"]
-    assert base.describe()["templates_sha256"]["system"] == changed.describe()["templates_sha256"]["system"]
+    assert base.prompt_artefact().templates_sha256["user"] != changed.prompt_artefact().templates_sha256["user"]
+    assert base.prompt_artefact().templates_sha256["system"] == changed.prompt_artefact().templates_sha256["system"]
 
 
 def test_few_shot_random_takes_k_per_class_from_training_only(make, dataset):
@@ -136,7 +136,7 @@ def test_few_shot_nearest_picks_each_items_nearest_training_examples(make, datas
 def test_few_shot_nearest_per_class(make, dataset):
     strategy, _ = make("few_shot", "strategies.few_shot.selection=nearest")
     prompt = _user_prompts(strategy, dataset)[0]
-    labels = [line[len("Intent: "):] for line in prompt.splitlines() if line.startswith("Intent: ")]
+    labels = [line[len("Category: "):] for line in prompt.splitlines() if line.startswith("Category: ")]
     assert Counter(labels) == {label: 1 for label in dataset.labels}
 
 
@@ -150,7 +150,7 @@ def test_rag_retrieves_training_items(make, dataset):
         assert ex.text not in {e["text"] for e in ctx["examples"]}
         assert ctx["candidates"] == []  # no taxonomy descriptions: no candidate labels
         prompt = strategy.messages(ex, ctx)[1]["content"]
-        assert "Likely intents" not in prompt and prompt.endswith(f"Message: {ex.text}\nIntent:")
+        assert "Likely categories" not in prompt and prompt.endswith(f"Text: {ex.text}\nCategory:")
     hits = sum(ex.label in {e["label"] for e in ctx["examples"]} for ex, ctx in zip(dataset.heldout, contexts))
     assert hits / len(contexts) > 0.7  # retrieval finds same-intent training items
 
@@ -166,7 +166,7 @@ def test_rag_retrieves_candidate_labels_by_description(make, dataset):
         assert [c["description"] for c in ctx["candidates"]] == [described.descriptions[c["label"]]
                                                                for c in ctx["candidates"]]
         assert len(ctx["candidates"]) == 2
-        assert "Likely intents:\n- " in strategy.messages(ex, ctx)[1]["content"]
+        assert "Likely categories:\n- " in strategy.messages(ex, ctx)[1]["content"]
     hits = sum(ex.label in {c["label"] for c in ctx["candidates"]} for ex, ctx in zip(described.heldout, contexts))
     assert hits / len(contexts) > 0.5  # the item's own intent is usually among the two closest descriptions
 def test_predictions_carry_answers_tokens_cost_and_failures(make, dataset):
@@ -174,7 +174,7 @@ def test_predictions_carry_answers_tokens_cost_and_failures(make, dataset):
     items = dataset.heldout[:6]
 
     def answer(messages):
-        text = messages[1]["content"].splitlines()[0][len("Message: "):]
+        text = messages[1]["content"].splitlines()[0][len("Text: "):]
         index = [ex.text for ex in items].index(text)
         return [gold[text], gold[text].replace("_", " ").upper(), "no idea", None, f"It is {gold[text]}.",
                 gold[text]][index]
@@ -213,7 +213,7 @@ def test_few_shot_config_errors(make, overrides, message):
 
 
 def test_template_errors_name_the_key_and_the_variables(make):
-    with pytest.raises(HarnessError, match=r"'user_template'.*'question' is undefined; available: examples, text"):
+    with pytest.raises(HarnessError, match=r"'user_template'.*'question' is undefined; available: examples, task, text"):
         make("zero_shot", "strategies.zero_shot.user_template='{{ question }}'")
     with pytest.raises(HarnessError, match="'system_template': Jinja2 syntax error"):
         make("zero_shot", "strategies.zero_shot.system_template='{% for %}'")
@@ -225,7 +225,7 @@ def _answer_gold(dataset):
     gold = {ex.text: ex.label for ex in dataset.heldout}
 
     def answer(messages):
-        text = messages[-1]["content"].splitlines()[-2][len("Message: "):]
+        text = messages[-1]["content"].splitlines()[-2][len("Text: "):]
         return "no idea" if "card" in text else gold[text]
     return answer
 
@@ -236,7 +236,7 @@ def two_runs(tiny_csv, dataset, tmp_path_factory):
     server (answers: the gold label, or 'no idea' for items mentioning 'card'); the second run is identical."""
     pytest.importorskip("harness.llm.client")
     from harness.config import compose
-    from harness.runner import run
+    from tests.conftest import run
     from tests.conftest import tiny_overrides
     from tests.fake_openai import FakeOpenAI
 
@@ -271,7 +271,7 @@ def test_runner_records_carry_tokens_latency_cost(two_runs, dataset):
     assert results.loc["rag", "latency_basis"] == "per-item (concurrency 4)"
     manifest = json.loads((two_runs["first"] / "manifest.json").read_text())
     assert manifest["strategies"]["zero_shot"]["model"] == "fake-model"
-    assert manifest["strategies"]["few_shot"]["templates_sha256"]["system"]
+    assert manifest["strategies"]["few_shot"]["prompt"]["templates_sha256"]["system"]
 
 
 def test_a_rerun_is_served_from_the_cache(two_runs, dataset):
@@ -289,16 +289,17 @@ def test_a_rerun_is_served_from_the_cache(two_runs, dataset):
 def test_projection_counts_each_models_tokens_and_prices(two_runs):
     import litellm
 
-    from harness.projection import write_projection
+    from harness.costs.projection import project
+    from harness.run.directory import RunDir
 
     projection = pd.read_csv(two_runs["first"] / "projection.csv")
     assert set(projection["strategy"]) == {"zero_shot", "few_shot", "rag"}
     assert (projection["projected_cost_per_1k_usd"] > 0).all()
     assert "Projected API cost (a projection, not measured)" in (two_runs["first"] / "report.md").read_text()
 
-    frame = write_projection(two_runs["first"], {"models": [
+    frame = pd.DataFrame(project(RunDir.open(two_runs["first"]), {"models": [
         {"name": "gpt-4o-mini"}, {"name": "claude-haiku-4-5"},
-        {"name": "my-model", "input_usd_per_1m_tokens": 1.0, "output_usd_per_1m_tokens": 2.0}]})
+        {"name": "my-model", "input_usd_per_1m_tokens": 1.0, "output_usd_per_1m_tokens": 2.0}]}))
     frame = frame[frame["strategy"] == "few_shot"].set_index("api_model")
     price = litellm.model_cost["gpt-4o-mini"]
     row = frame.loc["gpt-4o-mini"]
@@ -315,7 +316,7 @@ def test_projection_counts_each_models_tokens_and_prices(two_runs):
 
 def test_projection_prices_a_provider_prefixed_name_like_the_client_does():
     from harness.llm.client import mapped_prices_per_token
-    from harness.projection import _prices
+    from harness.costs.projection import _prices
 
     input_usd, output_usd, source = _prices({"name": "anthropic/claude-haiku-4-5"})
     assert (input_usd / 1e6, output_usd / 1e6) == pytest.approx(mapped_prices_per_token("anthropic/claude-haiku-4-5"))

@@ -12,13 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import regress_report
-from harness.baselines import Baseline
+from harness.gate import outputs as regress_report
+from harness.gate.baselines import Baseline
 from harness.cli import main
 from harness.config import compose
 from harness.errors import HarnessError
-from harness.records import RunDir
-from harness.regress import Policy, accuracy_check, compare
+from harness.gate.check import Policy, accuracy_check, compare
+from harness.run.directory import RunDir
+from harness.run.manifest import DatasetInfo, Manifest
+from harness.strategies.base import FitRecord, PromptArtefact
 from tests.conftest import tiny_overrides
 from tests.test_baselines import ONLY_TFIDF, tiny_run
 
@@ -46,10 +48,17 @@ def records(pred=None, *, strategy="zero_shot", latency_ms=100.0, cost_usd=1e-4,
         "raw": pred, "extra": None})
 
 
-def manifest(*, heldout_hash=HASH, template="Classify: {{ text }}") -> dict:
-    return {"status": "complete", "dataset": {"heldout_hash": heldout_hash},
-            "strategies": {"zero_shot": {"templates_sha256": {"user": hashlib.sha256(template.encode()).hexdigest()}}},
-            "config": {"seed": 0, "strategies": {"zero_shot": {"user_template": template}}}}
+def manifest(*, heldout_hash=HASH, template="Classify: {{ text }}") -> Manifest:
+    prompt = PromptArtefact(system_prompt_file="artifacts/zero_shot/system_prompt.txt", system_prompt_sha256="0" * 64,
+                            templates_sha256={"user": hashlib.sha256(template.encode()).hexdigest()},
+                            output_mode="none", measured_at_concurrency=1)
+    fit = FitRecord(family="prompted", model="m", latency_basis="per-item", fit_seconds=0.0, fit_cost_usd=0.0,
+                    n_train=0, prompt=prompt)
+    return Manifest(experiment="x", status="complete", started_at="2026-01-01T00:00:00+00:00",
+                    dataset=DatasetInfo(name="d", source="tests", n_train=0, n_heldout=N, n_labels=4,
+                                        heldout_hash=heldout_hash),
+                    strategies={"zero_shot": fit},
+                    config={"seed": 0, "strategies": {"zero_shot": {"user_template": template}}})
 
 
 def baseline(frame: pd.DataFrame | None = None, texts=None) -> Baseline:
@@ -140,7 +149,7 @@ def test_a_cost_where_there_was_none_is_an_unbounded_rise(tmp_path, policy):
 
 def test_candidate_on_other_items_is_refused(tmp_path, policy):
     run = candidate_run(tmp_path / "c", records(), heldout_hash="cd" * 32)
-    with pytest.raises(HarnessError, match="held-out hash cdcdcdcdcdcd differs from baseline 'base'"):
+    with pytest.raises(HarnessError, match="against baseline 'base'\): held-out hash cdcdcdcdcdcd differs from abababababab"):
         compare(baseline(), run, policy)
 
 
@@ -163,9 +172,9 @@ def test_the_summary_says_which_template_changed(tmp_path, policy):
     run = candidate_run(tmp_path / "c", records(), template="Label this: {{ text }}")
     outcome = compare(baseline(), run, policy)
     changes = outcome.comparisons[0].changes
-    assert changes[0].startswith("templates_sha256.user: ")
+    assert changes[0].startswith("prompt.templates_sha256.user: ")
     assert changes[1] == "strategies.zero_shot.user_template: 'Classify: {{ text }}' -> 'Label this: {{ text }}'"
-    assert "What changed:\n- `templates_sha256.user: " in regress_report.markdown(outcome)
+    assert "What changed:\n- `prompt.templates_sha256.user: " in regress_report.markdown(outcome)
 
 
 def test_the_summary_escapes_dataset_text(tmp_path, policy):
@@ -304,7 +313,7 @@ def test_regress_a_broken_config_fails_with_exit_1(gate_cli, tmp_path):
 
 
 def test_regress_naming_an_experiment_runs_the_projects_current_config(gate_cli, tiny_csv, tmp_path):
-    code, out, _ = gate_cli("experiment=banking77_classic", *tiny_overrides(tiny_csv, tmp_path), *ONLY_TFIDF,
+    code, out, _ = gate_cli("experiment=classic", *tiny_overrides(tiny_csv, tmp_path), *ONLY_TFIDF,
                             *QUIET_TIMINGS, "strategies.tfidf_logreg.head.C=5")
     assert code == 0, out
     summary = (tmp_path / "summary.md").read_text()
@@ -315,8 +324,8 @@ def test_regress_naming_an_experiment_runs_the_projects_current_config(gate_cli,
 def test_regress_refuses_a_candidate_on_other_items(gate_cli, tmp_path):
     code, _, err = gate_cli(f"output_dir={tmp_path}", "dataset.heldout_size=16")
     assert code == 2
-    assert "the candidate's held-out set hashes to" in err and "baseline 'tiny'" in err
-    assert not (tmp_path / "banking77_classic").exists()  # refused before running anything
+    assert "the candidate's held-out set: held-out hash" in err and "the gate only compares the same items" in err
+    assert not (tmp_path / "tiny").exists()  # refused before running anything
 
 
 def test_regress_candidate_mode_compares_existing_runs(gate_cli, saved, tmp_path):
@@ -329,7 +338,7 @@ def test_regress_candidate_mode_compares_existing_runs(gate_cli, saved, tmp_path
     assert code == 1 and "5 broken, 0 fixed" in out
     code, _, err = gate_cli("--candidate", str(broken), "seed=1")
     assert code == 2 and "only gate.* and experiment= overrides apply; got 'seed=1'" in err
-    assert gate_cli("--candidate", str(saved[1]), "experiment=banking77_classic")[0] == 0  # its gate settings
+    assert gate_cli("--candidate", str(saved[1]), "experiment=classic")[0] == 0  # its gate settings
 
 
 def test_regress_input_errors_exit_2(gate_cli):
@@ -426,4 +435,4 @@ def test_prompted_broken_template_fails_with_a_junit_failure_and_the_broken_item
     assert failure is not None and all(f"{i} [" in failure.text for i in heldout["id"])
     summary = (tmp_path / "summary.md").read_text()
     assert "Broken items (32)" in summary and min(heldout["text"], key=len) in summary
-    assert "- `templates_sha256.user: " in summary
+    assert "- `prompt.templates_sha256.user: " in summary

@@ -12,54 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.costs import PricingPlan
+from harness.costs.plan import PricingPlan
 from harness.errors import HarnessError
-from harness.records import PREDICTION_COLUMNS, RunDir
 from harness.report import build
-from harness.report.analysis import family_of
 from harness.report.recommend import recommend
+from harness.run.directory import RunDir
+from tests.runs import ITEMS, PLAN, outcomes, write_run
 
-PLAN = {"monthly_volume": 10_000, "horizon_months": 12, "retrains_per_year": 4, "monthly_budget_usd": None,
-        "fixed_monthly_usd": {}, "retrain_cost_usd": {}, "cost_per_1k_usd": {}}
 PAYLOAD = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
-
-
-# ------------------------------------------------------------------------------------- constructed runs
-def write_run(root: Path, strategies: dict[str, dict], items: list[tuple[str, str]], *, dataset: dict | None = None,
-              heldout_hash: str = "0" * 64, pricing: dict | None = None, experiment: str = "constructed") -> Path:
-    """A run directory from constructed outcomes. strategies: name -> {pred: [...], family, cost_usd,
-    fit_cost_usd, latency_ms, info: {...}}; items: (item id, gold label)."""
-    run = RunDir.create(root, experiment)
-    rows = []
-    for index, (name, spec) in enumerate(strategies.items()):
-        latency = np.random.default_rng(index).lognormal(np.log(spec.get("latency_ms", 20.0)), 0.3, len(items))
-        for (item, gold), pred, ms in zip(items, spec["pred"], latency):
-            rows.append({"strategy": name, "item_id": item, "gold": gold, "pred": pred, "correct": pred == gold,
-                         "latency_ms": ms, "prompt_tokens": 0, "completion_tokens": 0,
-                         "cost_usd": spec.get("cost_usd", 0.0), "spent_usd": spec.get("cost_usd", 0.0),
-                         "cached": False, "error": None, "raw": pred or "", "extra": None})
-    pd.DataFrame(rows, columns=PREDICTION_COLUMNS).to_parquet(run.path / "predictions.parquet", index=False)
-    labels = sorted({gold for _, gold in items})
-    run.write_manifest({
-        "experiment": experiment, "status": "complete", "started_at": "2026-01-01T00:00:00+00:00",
-        "dataset": {"name": "constructed", "source": "tests", "n_train": 0, "n_heldout": len(items),
-                    "n_labels": len(labels), "heldout_hash": heldout_hash},
-        "price_sources": {"hardware": {"name": "cpu", "usd_per_hour": 0.1, "source": "tests"}},
-        "versions": {"python": "3", "harness": "0", "scikit-learn": "1", "torch": "2"},
-        "git": {"commit": "abc", "dirty": False},
-        "config": {"seed": 0, "pricing": pricing or PLAN, "dataset": dataset},
-        "strategies": {name: {"model": "m", "latency_basis": "per-item", "fit_seconds": 1.0,
-                              "fit_cost_usd": spec.get("fit_cost_usd", 0.0), "predict_seconds": 1.0,
-                              "family": spec["family"], **spec.get("info", {})}
-                       for name, spec in strategies.items()}})
-    return run.path
-
-
-def outcomes(items: list[tuple[str, str]], n_wrong: int, wrong: str = "other") -> list[str]:
-    return [wrong if i < n_wrong else gold for i, (_, gold) in enumerate(items)]
-
-
-ITEMS = [(f"i{i:03d}", f"label_{i % 4}") for i in range(200)]
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +38,11 @@ def decision_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def classic_run(tmp_path_factory, tiny_csv) -> Path:
     from harness.config import compose
-    from harness.runner import run
+    from tests.conftest import run
     from tests.conftest import tiny_overrides
 
     tmp = tmp_path_factory.mktemp("classic")
-    return run(compose(["experiment=banking77_classic", *tiny_overrides(tiny_csv, tmp)]))
+    return run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp)]))
 
 
 @pytest.mark.slow  # a real run of the three classic strategies (loads the sentence encoder)
@@ -154,12 +114,10 @@ def test_retrain_and_projection_tables_are_in_both_reports(tmp_path):
         "finetune": {"pred": outcomes(ITEMS, 14), "family": "trained", "fit_cost_usd": 0.25,
                      "info": {"n_train": 8000}}}, ITEMS)
     rundir = RunDir.open(run)
-    manifest = rundir.read_manifest()
-    manifest["projection"] = [{"strategy": "zero_shot", "api_model": "gpt-4o-mini", "projected_cost_per_1k_usd": 0.068,
+    rundir.update_manifest(projection=[{"strategy": "zero_shot", "api_model": "gpt-4o-mini", "projected_cost_per_1k_usd": 0.068,
                                "measured_model": "local-model", "measured_cost_per_1k_usd": 0.0101,
                                "prompt_tokens_mean": 421.0, "completion_tokens_mean": 4.2,
-                               "tokenizer": "o200k_base", "price_source": "litellm offline price map"}]
-    rundir.write_manifest(manifest)
+                               "tokenizer": "o200k_base", "price_source": "litellm offline price map"}])
     build(run)
     for name in ("report.md", "report.html"):
         text = (run / name).read_text()
@@ -238,18 +196,6 @@ def test_recommendation_when_nothing_fits_the_budget_or_a_family_is_missing():
         "The run has no prompted strategy, so there is no prompted/trained break-even volume."]
 
 
-def test_family_rule():
-    records = pd.DataFrame({"strategy": ["a", "b"], "prompt_tokens": [0, 120]})
-    manifest = {"strategies": {"x": {"family": "prompted"}},
-                "config": {"strategies": {"zero_shot": {"_target_": "harness.strategies.prompted.ZeroShot"},
-                                          "hosted": {"_target_": "harness.strategies.hosted.HostedFinetune"}}}}
-    assert family_of("x", manifest, records) == "prompted"
-    assert family_of("zero_shot[before]", manifest, records) == "prompted"
-    assert family_of("hosted", manifest, records) == "trained"
-    assert family_of("a", manifest, records) == "trained"
-    assert family_of("b", manifest, records) == "prompted"
-
-
 # ------------------------------------------------------------------------------ escaping, self-containment
 class _Resources(HTMLParser):
     def __init__(self) -> None:
@@ -264,23 +210,16 @@ class _Resources(HTMLParser):
 
 @pytest.fixture(scope="module")
 def payload_run(tmp_path_factory) -> Path:
-    """A real dataset file whose labels and texts carry an HTML payload, and records on its held-out items."""
-    from harness.data import load_table
-
+    """Held-out items whose labels and texts carry an HTML payload, and records on them."""
     root = tmp_path_factory.mktemp("payload")
     labels = ["card_lost", PAYLOAD, "refund"]
-    rows = [{"id": f"r{i}", "text": f"{PAYLOAD} message {i}", "label": labels[i % 3],
-             "split": "train" if i < 30 else "test"} for i in range(60)]
-    pd.DataFrame(rows).to_csv(root / "data.csv", index=False)
-    config = {"_target_": "harness.data.load_table", "path": str(root / "data.csv"), "split_column": "split",
-              "id_column": "id"}
-    dataset = load_table(**{k: v for k, v in config.items() if k != "_target_"})
-    items = [(ex.id, ex.label) for ex in dataset.heldout]
+    items = [(f"r{i}", labels[i % 3]) for i in range(30)]
+    texts = {item: f"{PAYLOAD} message {i}" for i, (item, _) in enumerate(items)}
     return write_run(root, {
         "few_shot": {"pred": outcomes(items, 8, wrong=PAYLOAD), "family": "prompted", "cost_usd": 0.001},
         "tfidf": {"pred": outcomes(items, 4, wrong="refund"), "family": "trained", "cost_usd": 1e-6,
                   "fit_cost_usd": 0.5},
-    }, items, dataset=config, heldout_hash=dataset.heldout_hash)
+    }, items, texts=texts)
 
 
 @pytest.fixture(scope="module")

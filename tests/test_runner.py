@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from harness.records import RunDir
-from harness.runner import run
+from harness.run.directory import RunDir
+from tests.conftest import run
 from harness.strategies.classic import BatchedClassifier
 
 PREDICTION_COLUMNS = {"strategy", "item_id", "gold", "pred", "correct", "latency_ms", "prompt_tokens",
@@ -27,7 +27,7 @@ def finished_run(tmp_path_factory, tiny_csv):
     from tests.conftest import tiny_overrides
 
     tmp = tmp_path_factory.mktemp("run")
-    return run(compose(["experiment=banking77_classic", *tiny_overrides(tiny_csv, tmp)]))
+    return run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp)]))
 
 
 def test_run_directory_contract(finished_run):
@@ -67,7 +67,7 @@ def test_report_rebuilds_from_records_without_loading_models(finished_run):
 
 
 def test_interrupted_run_resumes_without_redoing_items(tiny_cfg, monkeypatch):
-    cfg = tiny_cfg("banking77_classic")
+    cfg = tiny_cfg("classic")
     predicted: list[str] = []
     original = BatchedClassifier.predict
 
@@ -87,7 +87,7 @@ def test_interrupted_run_resumes_without_redoing_items(tiny_cfg, monkeypatch):
     monkeypatch.setattr(RunDir, "append", append_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
-    run_dir = next(Path(cfg.output_dir).glob("*/*"))
+    run_dir = next(Path(cfg.output_dir).glob("*/*/*"))
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert not (run_dir / "results.csv").exists()  # nothing that looks like a finished result

@@ -9,20 +9,20 @@ from omegaconf import OmegaConf
 
 from harness.config import instantiate
 from harness.errors import HarnessError
-from harness.scenarios import new_categories, stages, withhold
+from harness.run.plan import new_categories, stages, withhold
 
 NEW = "age_limit"  # one of the tiny fixture's 8 labels
 
 
 def test_the_experiment_composes_with_prompted_and_trained_strategies(tiny_cfg):
-    cfg = tiny_cfg("banking77_new_category")
+    cfg = tiny_cfg("new_category")
     assert cfg.scenario.kind == "new_category" and len(cfg.scenario.new_categories) >= 1
     targets = {node["_target_"].rsplit(".", 1)[0] for node in cfg.strategies.values()}
     assert targets == {"harness.strategies.classic", "harness.strategies.prompted"}
 
 
 def test_without_a_scenario_each_strategy_is_one_stage(tiny_cfg):
-    cfg = tiny_cfg("banking77_classic")
+    cfg = tiny_cfg("classic")
     dataset = instantiate(cfg.dataset)
     plan = stages(cfg, dataset)
     assert [s.name for s in plan] == ["tfidf_logreg", "embed_logreg", "embed_knn"]
@@ -30,7 +30,7 @@ def test_without_a_scenario_each_strategy_is_one_stage(tiny_cfg):
 
 
 def test_each_strategy_runs_before_then_after(tiny_cfg):
-    cfg = tiny_cfg("banking77_classic", f"+scenario={{kind: new_category, new_categories: [{NEW}]}}")
+    cfg = tiny_cfg("classic", f"+scenario={{kind: new_category, new_categories: [{NEW}]}}")
     dataset = instantiate(cfg.dataset)
     plan = stages(cfg, dataset)
     assert [s.name for s in plan][:2] == ["tfidf_logreg[before]", "tfidf_logreg[after]"]
@@ -50,7 +50,7 @@ def test_withhold_drops_taxonomy_descriptions_too(tiny_cfg):
 
 
 @pytest.mark.parametrize("scenario, message", [
-    ({"kind": "new_category", "new_categories": ["nope"]}, "no category 'nope'; known: Refund_not_showing_up"),
+    ({"kind": "new_category", "new_categories": ["nope"]}, r"no category \(scenario.new_categories\) 'nope'; known: Refund_not_showing_up"),
     ({"kind": "new_category", "new_categories": []}, "must list at least one category"),
     ({"kind": "merge", "new_categories": [NEW]}, "no scenario.kind 'merge'; known: new_category"),
 ])
@@ -69,9 +69,9 @@ def test_every_category_cannot_be_new(tiny_cfg):
 
 
 def test_new_category_run_end_to_end_offline(tiny_cfg):
-    from harness.runner import run
+    from tests.conftest import run
 
-    cfg = tiny_cfg("banking77_new_category", "~strategies.zero_shot", "~strategies.few_shot", "~strategies.rag",
+    cfg = tiny_cfg("new_category", "~strategies.zero_shot", "~strategies.few_shot", "~strategies.rag",
                    "~strategies.embed_logreg", "~strategies.embed_knn", "dataset.heldout_size=null",
                    f"scenario.new_categories=[{NEW}]")
     path = run(cfg)

@@ -7,7 +7,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from harness import sweep
+from harness.run import plan as sweep
 from harness.config import compose, instantiate
 from harness.data import Example, per_class_sample
 from harness.errors import HarnessError
@@ -37,7 +37,7 @@ def test_per_class_sample_refuses_a_bad_size(bad):
 
 
 def _cfg(tiny_csv, tmp_path, *extra):
-    return compose(["experiment=banking77_learning_curve", *tiny_overrides(tiny_csv, tmp_path),
+    return compose(["experiment=learning_curve", *tiny_overrides(tiny_csv, tmp_path),
                     "dataset.heldout_size=null", *extra])
 
 
@@ -54,10 +54,10 @@ def test_expands_each_swept_strategy_into_seeded_variants(tiny_csv, tmp_path):
     two = plan["tfidf_logreg[n=2,seed=1]"]
     assert Counter(ex.label for ex in two.train.train) == {label: 2 for label in dataset.labels}
     assert two.train.heldout == dataset.heldout  # every point is scored on the same items
-    assert sweep.columns(two) == {"train_per_class": 2, "sweep_seed": 1}
+    assert (two.info.kind, two.info.train_per_class, two.info.sweep_seed) == ("sweep", 2, 1)
     assert plan["tfidf_logreg[n=all,seed=0]"].train.train == dataset.train
-    assert sweep.columns(plan["tfidf_logreg[n=all,seed=0]"])["train_per_class"] == 12  # mean items per label
-    assert sweep.columns(plan["embed_logreg"]) == {} and plan["embed_logreg"].train is dataset
+    assert plan["tfidf_logreg[n=all,seed=0]"].info.train_per_class == 12  # mean items per label
+    assert plan["embed_logreg"].info.kind == "plain" and plan["embed_logreg"].train is dataset
     assert plan["finetune_encoder[n=5,seed=1]"].strategy.settings.seed == 1  # the fine-tune's seed follows
 
 
@@ -81,9 +81,9 @@ def test_bad_sweep_config_is_one_clear_error(tiny_csv, tmp_path, override, messa
 
 
 def test_a_swept_run_puts_every_point_in_one_results_table(tiny_csv, tmp_path):
-    from harness.runner import run
+    from tests.conftest import run
 
-    cfg = compose(["experiment=banking77_classic", *tiny_overrides(tiny_csv, tmp_path),
+    cfg = compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path),
                    "+sweep={strategies: [tfidf_logreg], train_per_class: [2, 6], seeds: [0, 1]}"])
     run_dir = run(cfg)
     results = pd.read_csv(run_dir / "results.csv").set_index("strategy")

@@ -10,7 +10,8 @@ from typing import Sequence
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.records import RunDir, atomic_write
+from harness.files import atomic_write, temporary_sibling, write_csv
+from harness.run.directory import RunDir
 
 RESULT_COLUMNS = ["strategy", "family", "model", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                   "macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "latency_p50_ms", "latency_p95_ms",
@@ -25,7 +26,7 @@ def build(run_path: Path, pricing_overrides: Sequence[str] = ()) -> pd.DataFrame
 
     `pricing_overrides` (`pricing.monthly_volume=50000`, `pricing=NAME`) re-price the decision without touching
     the records."""
-    from harness.report import analysis, items, markdown, pricing
+    from harness.report import analysis, markdown, pricing
 
     rundir = RunDir.open(Path(run_path))
     manifest = rundir.read_manifest()
@@ -33,12 +34,20 @@ def build(run_path: Path, pricing_overrides: Sequence[str] = ()) -> pd.DataFrame
     if records.empty:
         raise HarnessError(f"{rundir.path}: no records yet, so nothing to report")
     plan = pricing.resolve(manifest, pricing_overrides)
-    texts, note = items.heldout_texts(manifest)
-    result = analysis.analyse(manifest, records, plan, texts=texts, notes=[note] if note else [])
+    texts, notes = _texts(rundir)
+    result = analysis.analyse(manifest, records, plan, texts=texts, notes=notes)
     _write_tables(rundir.path, result)
     atomic_write(rundir.path / "report.md", markdown.render(result))
     _write_visuals(rundir.path, result)
     return _results_frame(result.results)
+
+
+def _texts(rundir: RunDir) -> tuple[dict[str, str], list[str]]:
+    """The held-out items' texts the run stored, for the confusion and flip lists."""
+    try:
+        return rundir.texts(), []
+    except HarnessError as exc:
+        return {}, [f"item texts unavailable: {exc}"]
 
 
 def _results_frame(results: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +73,7 @@ def _write_tables(path: Path, a) -> None:
     if a.scenario is not None:
         frames["scenario.csv"] = a.scenario
     for name, frame in frames.items():
-        atomic_write(path / name, frame.to_csv(index=False))
+        write_csv(frame, path / name)
 
 
 def _write_visuals(path: Path, a) -> None:
@@ -72,6 +81,6 @@ def _write_visuals(path: Path, a) -> None:
 
     rendered = charts.render(a, path / "charts")
     atomic_write(path / "report.html", html.render(a, rendered))
-    tmp = path / "summary.pdf.tmp"
+    tmp = temporary_sibling(path / "summary.pdf")
     pdf.write(a, tmp)
     tmp.replace(path / "summary.pdf")

@@ -9,19 +9,19 @@ import numpy as np
 import pandas as pd
 
 from harness import metrics, stats
-from harness.costs import FAMILIES, PROMPTED, TRAINED, BreakEven, CostLine, PricingPlan, break_even, cost_line
-from harness.scenarios import is_candidate
-
+from harness.costs.plan import BreakEven, CostLine, PricingPlan, break_even, cost_line
+from harness.run.manifest import Manifest
+from harness.strategies.base import PROMPTED
 
 
 @dataclass
 class Analysis:
-    manifest: dict
+    manifest: Manifest
     plan: PricingPlan
     results: pd.DataFrame  # one row per strategy: metrics.summarize, family, intervals, total cost at the plan
     per_class: pd.DataFrame
     pairwise: pd.DataFrame  # one row per pair of strategies (stats.pairwise)
-    break_evens: pd.DataFrame  # one row per (prompted, trained) pair
+    break_evens: pd.DataFrame  # one row per (prompted, other family) pair of candidates
     lines: dict[str, CostLine]
     best: str | None  # the strategy the recommendation names
     recommendation: list[str]
@@ -34,26 +34,10 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
 
-def family_of(name: str, manifest: dict, records: pd.DataFrame) -> str:
-    """prompted or trained. The rule, first that applies: the manifest's strategies info `family`; the module of
-    the strategy's `_target_` in the config (looked up by name, then by base name before '['):
-    harness.strategies.prompted means prompted, any other trained; else prompted when any record used prompt
-    tokens."""
-    info = manifest.get("strategies", {}).get(name, {})
-    if info.get("family") in FAMILIES:
-        return info["family"]
-    configs = manifest.get("config", {}).get("strategies") or {}
-    node = configs.get(name) or configs.get(name.split("[")[0])
-    if isinstance(node, dict) and node.get("_target_"):
-        return PROMPTED if node["_target_"].startswith("harness.strategies.prompted.") else TRAINED
-    tokens = records.loc[records["strategy"] == name, "prompt_tokens"].fillna(0).astype(float)
-    return PROMPTED if (tokens > 0).any() else TRAINED
-
-
-def scored(manifest: dict, records: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+def scored(manifest: Manifest, records: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     """metrics.summarize plus family and intervals for macro-F1 and cost per 1,000."""
-    results = metrics.summarize(records, manifest.get("strategies", {}), seed=seed)
-    results.insert(1, "family", [family_of(name, manifest, records) for name in results["strategy"]])
+    results = metrics.summarize(records, manifest.strategies, seed=seed)
+    results.insert(1, "family", [manifest.family(name) for name in results["strategy"]])
     intervals = pd.DataFrame([{"strategy": name, **_intervals(group, seed)}
                               for name, group in records.groupby("strategy", sort=False)])
     return results.merge(intervals, on="strategy", how="left")
@@ -66,11 +50,11 @@ def _intervals(group: pd.DataFrame, seed: int) -> dict:
             "cost_per_1k_usd_ci_low": cost_low, "cost_per_1k_usd_ci_high": cost_high}
 
 
-def analyse(manifest: dict, records: pd.DataFrame, plan: PricingPlan, *, texts: dict[str, str] | None = None,
+def analyse(manifest: Manifest, records: pd.DataFrame, plan: PricingPlan, *, texts: dict[str, str] | None = None,
             notes: list[str] | None = None) -> Analysis:
     from harness.report.recommend import recommend
 
-    seed = int(manifest.get("config", {}).get("seed", 0) or 0)
+    seed = manifest.seed
     records = records.drop_duplicates(["strategy", "item_id"], keep="last")
     results = scored(manifest, records, seed=seed)
     lines = {row.strategy: cost_line(row.strategy, row.family, fit_cost_usd=float(row.fit_cost_usd or 0.0),
@@ -79,7 +63,7 @@ def analyse(manifest: dict, records: pd.DataFrame, plan: PricingPlan, *, texts: 
     results = with_totals(results, lines, plan)
     correct = records.pivot(index="item_id", columns="strategy", values="correct")[list(results["strategy"])]
     pairwise = stats.pairwise(correct, seed=seed)
-    candidates = results[[is_candidate(name, manifest) for name in results["strategy"]]]
+    candidates = results[[manifest.strategies[name].stage.candidate for name in results["strategy"]]]
     evens = break_evens(candidates, lines)
     best, sentences = recommend(candidates, evens, pairwise, plan)
     best_or_top = best or _most_accurate(results)
@@ -91,7 +75,8 @@ def analyse(manifest: dict, records: pd.DataFrame, plan: PricingPlan, *, texts: 
                     for name, g in records.groupby("strategy", sort=False)},
         confusions=confusions(records, best_or_top, texts),
         flips=flips(records, best_or_top, _runner_up(results, best_or_top), texts),
-        learning_curve=learning_curve(results), scenario=_scenario(manifest, records), notes=list(notes or []))
+        learning_curve=learning_curve(results), scenario=_scenario(manifest, records),
+        notes=[*manifest.notes, *(notes or [])])
 
 
 def with_totals(results: pd.DataFrame, lines: dict[str, CostLine], plan: PricingPlan) -> pd.DataFrame:
@@ -107,9 +92,10 @@ def with_totals(results: pd.DataFrame, lines: dict[str, CostLine], plan: Pricing
 
 
 def break_evens(results: pd.DataFrame, lines: dict[str, CostLine]) -> pd.DataFrame:
+    """Every prompted candidate against every candidate of another family (trained, or a family of its own)."""
     rows = []
     for prompted in results.loc[results["family"] == PROMPTED, "strategy"]:
-        for trained in results.loc[results["family"] == TRAINED, "strategy"]:
+        for trained in results.loc[results["family"] != PROMPTED, "strategy"]:
             even: BreakEven = break_even(lines[prompted], lines[trained])
             rows.append({"prompted": prompted, "trained": trained, "kind": even.kind,
                          "monthly_volume": even.monthly_volume, "cheaper_below": even.cheaper_below,
@@ -175,10 +161,9 @@ def _runner_up(results: pd.DataFrame, best: str | None) -> str | None:
     return _most_accurate(results[results["strategy"] != best])
 
 
-def _scenario(manifest: dict, records: pd.DataFrame) -> pd.DataFrame | None:
-    scenario = manifest.get("config", {}).get("scenario")
-    if not scenario:
+def _scenario(manifest: Manifest, records: pd.DataFrame) -> pd.DataFrame | None:
+    if not any(fit.stage.kind == "scenario" for fit in manifest.strategies.values()):
         return None
-    from harness.scenarios import table
+    from harness.report.scenario import table
 
     return table(records, manifest)

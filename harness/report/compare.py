@@ -2,6 +2,8 @@
 run-shaped directory, reports/compare/<timestamp>/, whose report is built like any run's."""
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -9,14 +11,14 @@ from typing import Sequence
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.records import RunDir
+from harness.run.directory import HELDOUT_FILE, RunDir
+from harness.run.manifest import COMPLETE, Manifest, check_same_heldout
 
 
 def compare(run_paths: Sequence[Path], output_root: Path, pricing_overrides: Sequence[str] = ()) -> Path:
     """Merges the runs' records and manifests into a new directory under output_root/compare/ and builds its
     report; returns the directory. Refuses runs whose held-out hashes differ, naming them."""
     from harness.report import build
-    from harness.report.analysis import family_of
     from harness.report.pricing import resolve
 
     runs = [RunDir.open(Path(path)) for path in run_paths]
@@ -25,41 +27,36 @@ def compare(run_paths: Sequence[Path], output_root: Path, pricing_overrides: Seq
     if len({run.path.resolve() for run in runs}) < len(runs):
         raise HarnessError("compare: a run directory is named twice")
     manifests = [run.read_manifest() for run in runs]
-    check_same_heldout(runs, manifests)
+    for run, manifest in zip(runs[1:], manifests[1:]):
+        check_same_heldout(manifests[0].heldout_hash, manifest.heldout_hash,
+                           what=f"{run.path} (dataset {manifest.dataset.name})",
+                           advice=f"it was run on other held-out items than {runs[0].path}; compare only merges "
+                                  "runs on the same held-out items")
     resolve(manifests[0], pricing_overrides)  # refuse bad overrides before anything is written
     run_records = [run.load_records() for run in runs]
     names = merged_names([run.path for run in runs], [list(r["strategy"].unique()) for r in run_records])
-    frames, strategies = [], {}
+    frames, fits, projection = [], {}, []
     for run, manifest, renamed, records in zip(runs, manifests, names, run_records):
         for old, new in renamed.items():
-            strategies[new] = {**manifest.get("strategies", {}).get(old, {}), "run": str(run.path),
-                               "strategy_in_run": old, "family": family_of(old, manifest, records)}
+            fit = manifest.strategies[old]
+            fits[new] = replace(fit, details={**fit.details, "run": str(run.path), "strategy_in_run": old})
+        projection += [{**row, "strategy": renamed.get(row["strategy"], row["strategy"])}
+                       for row in manifest.projection]
         frames.append(records.assign(strategy=records["strategy"].map(renamed)))
-    out = RunDir.create(Path(output_root), "compare")
     first = manifests[0]
-    out.write_manifest({
-        "experiment": "compare", "status": "complete", "started_at": _now(), "finished_at": _now(),
-        "dataset": first["dataset"], "price_sources": first.get("price_sources", {}),
-        "versions": first.get("versions", {}), "git": first.get("git", {}),
-        # The first run's config supplies the seed, the dataset (for item texts) and the pricing plan.
-        "config": {key: first.get("config", {}).get(key) for key in ("seed", "dataset", "pricing")},
-        "runs": [{"path": str(run.path), "experiment": m.get("experiment"), "started_at": m.get("started_at"),
-                  "status": m.get("status"), "strategies": list(renamed.values())}
-                 for run, m, renamed in zip(runs, manifests, names)],
-        "strategies": strategies})
+    out = RunDir.create(Path(output_root), "compare")
+    out.write_manifest(Manifest(
+        experiment="compare", status=COMPLETE, started_at=_now(), finished_at=_now(), dataset=first.dataset,
+        price_sources=first.price_sources, versions=first.versions, git=first.git,
+        # The first run's config supplies the seed and the pricing plan.
+        config={key: first.config.get(key) for key in ("seed", "pricing")},
+        runs=[{"path": str(run.path), "experiment": m.experiment, "started_at": m.started_at, "status": m.status,
+               "strategies": list(renamed.values())} for run, m, renamed in zip(runs, manifests, names)],
+        strategies=fits, projection=projection, notes=list(dict.fromkeys(n for m in manifests for n in m.notes))))
+    shutil.copyfile(runs[0].path / HELDOUT_FILE, out.path / HELDOUT_FILE)
     pd.concat(frames, ignore_index=True).to_parquet(out.path / "predictions.parquet", index=False)
     build(out.path, pricing_overrides)
     return out.path
-
-
-def check_same_heldout(runs: Sequence[RunDir], manifests: Sequence[dict]) -> None:
-    hashes = [m.get("dataset", {}).get("heldout_hash") for m in manifests]
-    for run, manifest, digest in zip(runs[1:], manifests[1:], hashes[1:]):
-        if digest != hashes[0]:
-            raise HarnessError(
-                f"{run.path} was run on a different held-out set (hash {str(digest)[:12]}, dataset "
-                f"{manifest.get('dataset', {}).get('name')}) than {runs[0].path} (hash {str(hashes[0])[:12]}); "
-                "compare only merges runs on the same held-out items")
 
 
 def merged_names(paths: Sequence[Path], per_run: Sequence[list[str]]) -> list[dict[str, str]]:

@@ -19,10 +19,10 @@ def render(a: Analysis, charts: list[Chart]) -> str:
                       lstrip_blocks=True)
     m = a.manifest
     return env.get_template("report.html.j2").render(
-        title=f"{m.get('experiment', 'run')}: decision report", m=m, a=a, plan=a.plan,
+        title=f"{m.experiment}: decision report", m=m, a=a, plan=a.plan,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         tables=_sections(a), projection_note=tables.PROJECTION_NOTE, charts=[_figure(chart) for chart in charts],
-        manifest_json=json.dumps(m, indent=2, default=str))
+        manifest_json=json.dumps(m.to_dict(), indent=2, default=str))
 
 
 def _sections(a: Analysis) -> dict[str, dict]:

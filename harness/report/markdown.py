@@ -55,7 +55,7 @@ def _markdown(frame: pd.DataFrame) -> str:
     return cells.to_markdown(index=False, disable_numparse=True)
 
 
-def _projection(manifest: dict) -> str:
+def _projection(manifest) -> str:
     from harness.report import tables
 
     frame = tables.projection(manifest)

@@ -14,7 +14,7 @@ COST_CHARTS = ("accuracy_cost", "total_cost")
 def write(a: Analysis, path: Path) -> None:
     from matplotlib.backends.backend_pdf import PdfPages
 
-    with charts.rc(), PdfPages(path, metadata={"Title": f"{a.manifest.get('experiment', 'run')}: decision summary",
+    with charts.rc(), PdfPages(path, metadata={"Title": f"{a.manifest.experiment}: decision summary",
                                                "CreationDate": None}) as pdf:
         pdf.savefig(page(a))
 
@@ -25,7 +25,7 @@ def page(a: Analysis):
 
     fig = Figure(figsize=A4_LANDSCAPE_IN, layout="constrained")
     text_area, chart_area = fig.subfigures(2, 1, height_ratios=[1, 2.1])
-    text_area.text(0.01, 0.97, f"{a.manifest.get('experiment', 'run')}: recommendation", fontsize=15,
+    text_area.text(0.01, 0.97, f"{a.manifest.experiment}: recommendation", fontsize=15,
                    fontweight="bold", va="top")
     body = "\n\n".join(textwrap.fill(sentence, 150) for sentence in a.recommendation)
     text_area.text(0.01, 0.78, body, fontsize=9.5, va="top", linespacing=1.45)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from harness.costs import PricingPlan
+from harness.costs.plan import PricingPlan
 from harness.errors import HarnessError, choices
 
 
-def resolve(manifest: dict, overrides: Sequence[str] = ()) -> PricingPlan:
+def resolve(manifest, overrides: Sequence[str] = ()) -> PricingPlan:
+    """`manifest`: the run's harness.run.manifest.Manifest."""
     from omegaconf import OmegaConf
 
-    base = manifest.get("config", {}).get("pricing")
+    base = manifest.config.get("pricing")
     dotlist = []
     for item in overrides:
         key, sep, value = item.lstrip("+").partition("=")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.costs import PROMPTED, TRAINED, PricingPlan
+from harness.costs.plan import PricingPlan
+from harness.strategies.base import PROMPTED
 from harness.report.fmt import pct, points, pvalue, usd, volume
 
 ONE_POINT = 0.01  # "within one point" of the best: one percentage point of accuracy
@@ -59,14 +60,16 @@ def _cheapest_near(best, affordable: pd.DataFrame) -> str:
 
 
 def _break_even(ranked: pd.DataFrame, break_evens: pd.DataFrame, plan: PricingPlan) -> str:
-    """Between the most accurate prompted and the most accurate trained strategy."""
-    tops = {family: ranked.loc[ranked["family"] == family, "strategy"] for family in (PROMPTED, TRAINED)}
-    missing = [family for family, names in tops.items() if names.empty]
-    if missing:
-        return f"The run has no {missing[0]} strategy, so there is no prompted/trained break-even volume."
-    prompted, trained = tops[PROMPTED].iloc[0], tops[TRAINED].iloc[0]
+    """Between the most accurate prompted strategy and the most accurate of the others (trained, or a family of
+    its own)."""
+    prompted_side = ranked.loc[ranked["family"] == PROMPTED]
+    other_side = ranked.loc[ranked["family"] != PROMPTED]
+    if prompted_side.empty or other_side.empty:
+        missing = "prompted" if prompted_side.empty else "trained"
+        return f"The run has no {missing} strategy, so there is no prompted/trained break-even volume."
+    prompted, trained = prompted_side["strategy"].iloc[0], other_side["strategy"].iloc[0]
     row = break_evens[(break_evens["prompted"] == prompted) & (break_evens["trained"] == trained)].iloc[0]
-    pair = f"{prompted} (prompted) and {trained} (trained)"
+    pair = f"{prompted} (prompted) and {trained} ({other_side['family'].iloc[0]})"
     if row.kind == "equal":
         return f"{pair} cost the same at every volume."
     if row.kind == "never":

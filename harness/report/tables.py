@@ -6,6 +6,7 @@ import pandas as pd
 from harness.report.analysis import Analysis
 from harness.report.fmt import pct, points, pvalue, usd, volume
 from harness.report.recommend import ALPHA
+from harness.strategies.base import PROMPTED
 
 
 def _ci(values, lows, highs, show) -> list[str]:
@@ -112,17 +113,16 @@ def scenario(a: Analysis) -> pd.DataFrame:
 
 
 def retrain(a: Analysis) -> pd.DataFrame:
-    """Per trained strategy: the time and money one refit takes (its measured fit, priced on the hardware
+    """Per strategy that trains (any family but prompted): the time and money one refit takes (its measured fit, priced on the hardware
     profile, or a provider's training price), and the training items it learned from."""
-    info = a.manifest.get("strategies", {})
-    rows = a.results[a.results["family"] == "trained"]
+    fits = a.manifest.strategies
+    rows = a.results[a.results["family"] != PROMPTED]
     return pd.DataFrame({
         "strategy": rows["strategy"],
-        "training items": [info.get(name, {}).get("n_train", "") for name in rows["strategy"]],
+        "training items": [fits[name].n_train for name in rows["strategy"]],
         "retrain time": ["provider-side (not measured)" if pd.isna(s) else f"{s:,.1f} s" for s in rows["fit_seconds"]],
         "retrain $": rows["fit_cost_usd"].map("{:.4f}".format),
-        "priced as": [info.get(name, {}).get("fit_basis", "measured seconds x hardware $/h")
-                      for name in rows["strategy"]]})
+        "priced as": [fits[name].fit_basis for name in rows["strategy"]]})
 
 
 PROJECTION_NOTE = ("What the same prompts would cost per 1,000 items on each API model, from their tokens counted "
@@ -130,10 +130,10 @@ PROJECTION_NOTE = ("What the same prompts would cost per 1,000 items on each API
                    "and accuracy on them is unknown.")
 
 
-def projection(manifest: dict) -> pd.DataFrame:
-    """The prompted strategies' recorded prompts priced on API models (harness.projection), beside the cost
+def projection(manifest) -> pd.DataFrame:
+    """The prompted strategies' recorded prompts priced on API models (harness.costs.projection), beside the cost
     measured on the run's own model. Empty when the run has no projection."""
-    rows = manifest.get("projection")
+    rows = manifest.projection
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)

@@ -7,13 +7,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from harness.strategies.base import Prediction, Strategy
+from harness.strategies.base import TRAINED, Prediction, Strategy
 
 
 class BatchedClassifier(Strategy):
     """Shared predict loop for local classifiers that score items in batches. Latency per item is the
     batch's measured time divided by its size (batch-amortised); cost is that time on the hardware profile."""
 
+    family = TRAINED
     latency_basis = "batch-amortised"
 
     def __init__(self, *, name: str, head: Any, batch_size: int = 256) -> None:
@@ -21,8 +22,9 @@ class BatchedClassifier(Strategy):
         self.head = head
         self.batch_size = batch_size
 
-    # subclasses provide features for a list of texts and the measured seconds each text's features took
-    def _features(self, texts: list[str]) -> tuple[Any, np.ndarray]:
+    # subclasses provide features for a list of texts and the measured seconds each text's features took;
+    # `desc` names fit-time work worth a progress bar
+    def _features(self, texts: list[str], desc: str | None = None) -> tuple[Any, np.ndarray]:
         raise NotImplementedError
 
     def fit(self, train, services):
@@ -32,7 +34,7 @@ class BatchedClassifier(Strategy):
         t0 = time.perf_counter()
         self._prepare(train, services)
         prepare_seconds = time.perf_counter() - t0
-        features, feature_seconds = self._features([ex.text for ex in train.train])
+        features, feature_seconds = self._features([ex.text for ex in train.train], desc="embedding training items")
         t1 = time.perf_counter()
         self.head_ = clone(self.head).fit(features, [ex.label for ex in train.train])
         # Features served from the run's cache still count at their measured cost: fit time is what fitting
@@ -75,7 +77,7 @@ class TfidfClassifier(BatchedClassifier):
             for spec in self.vectorizers])
         self.features_.fit([ex.text for ex in train.train])
 
-    def _features(self, texts):
+    def _features(self, texts, desc=None):
         t0 = time.perf_counter()
         matrix = self.features_.transform(texts)
         return matrix, np.full(len(texts), (time.perf_counter() - t0) / max(len(texts), 1))
@@ -89,5 +91,5 @@ class EmbeddingClassifier(BatchedClassifier):
         self.embedder_ = services.embedder
         self.model_name = self.embedder_.name
 
-    def _features(self, texts):
-        return self.embedder_.encode(texts)
+    def _features(self, texts, desc=None):
+        return self.embedder_.encode(texts, desc=desc)

@@ -21,7 +21,7 @@ import numpy as np
 from harness import modelfiles
 from harness.data import content_hash, per_class_sample
 from harness.errors import HarnessError
-from harness.records import atomic_write
+from harness.files import atomic_write
 from harness.strategies.base import Prediction
 from harness.strategies.classic import BatchedClassifier
 
@@ -199,6 +199,8 @@ class FineTunedEncoder(BatchedClassifier):
             meta = self._train(examples, train.labels, folder, fingerprint)
         self.training_ = meta
         self.fit_seconds_ = float(meta["fit_seconds"])
+        self.n_train_ = int(meta["n_train"])
+        self.weights_ = (folder / "model" / "model.safetensors").relative_to(services.run_dir)
         self._load(folder, meta)
         return self
 
@@ -253,16 +255,19 @@ class FineTunedEncoder(BatchedClassifier):
         id2label = self.model_.config.id2label
         self.head_ = LogitsHead([id2label[i] for i in range(len(id2label))])
 
+    def artefacts(self) -> dict[str, str]:
+        return {str(self.weights_): self.training_["weights_sha256"]}
+
     def describe(self) -> dict:
         losses = self.training_.get("losses") or [float("nan")]
-        return {"reused_model": self.reused_model_, "n_train": self.training_["n_train"],
+        return {"reused_model": self.reused_model_,
                 "train_seconds": self.training_["train_seconds"], "train_items_per_s": self.training_["train_items_per_s"],
                 "train_steps": self.training_["steps"],
                 "train_loss_first": losses[0], "train_loss_last": losses[-1], "torch_threads": self.threads_,
                 "settings": asdict(self.settings)}
 
     # -------------------------------------------------------------------------------------------- predict
-    def _features(self, texts):
+    def _features(self, texts, desc=None):
         import torch
 
         t0 = time.perf_counter()

@@ -16,9 +16,10 @@ from typing import Mapping, Sequence
 
 from harness.data import per_class_sample
 from harness.errors import HarnessError, choices
-# The prompted strategies' own template helpers: the training file's system prompt is rendered exactly as the
-# one sent at inference.
-from harness.strategies.prompted import PromptedStrategy, _render, _template
+from harness.strategies.base import TRAINED
+from harness.strategies.prompted import PromptedStrategy
+# The training file's system prompt is rendered exactly as the one sent at inference.
+from harness.strategies.templates import system_prompt
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class HostedFineTune(PromptedStrategy):
     """Its fit prices the training the provider does (it does not train: launching is `harness hosted-finetune
     --launch`); its predict asks the fine-tuned model `fine_tuned_model` about each item."""
 
+    family = TRAINED
+
     def __init__(self, *, name: str, base_model: str, prices: Mapping[str, Mapping], fine_tuned_model: str | None = None,
                  provider: str = "openai", epochs: int = 3, suffix: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", api_key_file: str | None = None,
@@ -113,9 +116,7 @@ class HostedFineTune(PromptedStrategy):
         """The rows the provider would train on, and what training on them costs."""
         price = self._price()
         examples = per_class_sample(train.train, self.train_per_class, self.seed)
-        system = _render(_template(self.system_template, "system_template"), "system_template",
-                         labels=list(train.labels), descriptions=dict(train.descriptions), examples=[])
-        rows = training_rows(examples, system)
+        rows = training_rows(examples, system_prompt(self.system_template, train, examples=[]))
         estimate = TrainingEstimate(self.base_model, len(rows), count_tokens(rows, self.base_model), int(self.epochs),
                                     float(price["training_usd_per_1m_tokens"]),
                                     f"{price.get('source')}, as of {price.get('as_of')}")
@@ -158,11 +159,12 @@ class HostedFineTune(PromptedStrategy):
         # The provider's training time is not measured here; its price is the fit cost, and what one retrain costs.
         self.fit_seconds_ = float("nan")
         self.fit_cost_usd_ = self.estimate_.cost_usd
+        self.fit_basis_ = "provider training price (tokens x epochs x price); training time not measured"
+        self.n_train_ = self.estimate_.n_examples
         return self
 
     def describe(self) -> dict:
         e = self.estimate_
-        return {**super().describe(), "family": "trained", "base_model": self.base_model, "n_train": e.n_examples,
+        return {**super().describe(), "base_model": self.base_model,
                 "training_tokens_per_epoch": e.tokens_per_epoch, "training_epochs": e.epochs,
-                "training_usd_per_1m_tokens": e.training_usd_per_1m_tokens, "training_price_source": e.source,
-                "fit_basis": "provider training price (tokens x epochs x price); training time not measured"}
+                "training_usd_per_1m_tokens": e.training_usd_per_1m_tokens, "training_price_source": e.source}

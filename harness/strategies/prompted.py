@@ -6,7 +6,6 @@ the same for every item (instructions, the label list, fixed exemplars), then a 
 The shared part comes first so a server with prefix caching (llama.cpp, most API providers) reuses it."""
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from typing import Any, Iterator, Sequence
@@ -15,40 +14,19 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.retrieval import nearest
-from harness.strategies.base import Prediction, Strategy
+from harness.strategies.base import API, PROMPTED, SELF_HOSTED, Prediction, PromptArtefact, Strategy
+from harness.strategies.templates import compile_template, render, sha256_text, system_prompt
 
 SELECTIONS = ("random", "nearest")
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _template(source: str, key: str):
-    from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
-
-    env = Environment(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    try:
-        return env.from_string(source)
-    except TemplateSyntaxError as exc:
-        raise HarnessError(f"strategy config key '{key}': Jinja2 syntax error at line {exc.lineno}: "
-                           f"{exc.message}") from exc
-
-
-def _render(template, key: str, **context) -> str:
-    from jinja2 import UndefinedError
-
-    try:
-        return template.render(**context).strip()
-    except UndefinedError as exc:
-        raise HarnessError(f"strategy config key '{key}': {exc.message}; available: "
-                           f"{', '.join(sorted(context))}") from exc
 
 
 class PromptedStrategy(Strategy):
     """fit: connect to the model, choose what the prompt shows (subclasses), render the shared system message.
     predict: one chat request per item through the run's shared client; the answer becomes a label by
     `harness.llm.parsing`. Subclasses override `_prepare` (fit-time context) and `_item_contexts`."""
+
+    family = PROMPTED
+    prompts = True
 
     def __init__(self, *, name: str, model: dict, system_template: str, user_template: str,
                  output_mode: str | None = None, closest_cutoff: float = 0.8) -> None:
@@ -63,11 +41,13 @@ class PromptedStrategy(Strategy):
     def fit(self, train, services) -> "PromptedStrategy":
         from harness.llm.parsing import LabelParser, request_extra
 
-        system = _template(self.system_template, "system_template")
-        self.user_ = _template(self.user_template, "user_template")
+        compile_template(self.system_template, "system_template")  # a syntax error surfaces before any server starts
+        self.user_ = compile_template(self.user_template, "user_template")
+        self.task_ = train.task
         self.hardware_ = services.hardware
         self.endpoint_ = services.llm(self.model)
         self.model_name = self.endpoint_.name
+        self.billing = SELF_HOSTED if self.endpoint_.info.get("price_mode") == "per_second" else API
         self.latency_basis = f"per-item (concurrency {self.endpoint_.max_concurrency})"
         self.output_mode_ = self.output_mode or self.endpoint_.output_mode
         self.request_extra_ = request_extra(self.output_mode_, train.labels)
@@ -78,16 +58,17 @@ class PromptedStrategy(Strategy):
         # run's embedder cache served them, as for the embed_* strategies); the rest of their fit is negligible.
         # Connecting to the model (starting a local server) is serving, not fitting.
         self.fit_seconds_ = getattr(self, "index_seconds_", time.perf_counter() - t0)
-        self.system_prompt_ = _render(system, "system_template", labels=list(train.labels),
-                                      descriptions=dict(train.descriptions), **shared)
+        self.system_prompt_ = system_prompt(self.system_template, train, **shared)
         self.system_prompt_file_ = services.artifacts(self.name) / "system_prompt.txt"
         self.system_prompt_file_.write_text(self.system_prompt_, encoding="utf-8")
+        self.run_dir_ = services.run_dir
         probe = train.train[:1]  # a template error surfaces now, not as the first of many failed items
         self.messages(probe[0], self._item_contexts(probe)[0][0])
         return self
 
     def _prepare(self, train, services) -> dict[str, Any]:
-        """What the system template sees besides `labels` and `descriptions` (e.g. fixed exemplars)."""
+        """What the system template sees besides the dataset's `task`, `labels` and `descriptions` (e.g. fixed
+        exemplars)."""
         return {"examples": []}
 
     # ------------------------------------------------------------------------------------------ predict
@@ -96,7 +77,7 @@ class PromptedStrategy(Strategy):
         return [{"examples": []} for _ in items], np.zeros(len(items))
 
     def messages(self, item, context: dict) -> list[dict[str, str]]:
-        user = _render(self.user_, "user_template", text=item.text, **context)
+        user = render(self.user_, "user_template", text=item.text, task=self.task_, **context)
         return [{"role": "system", "content": self.system_prompt_}, {"role": "user", "content": user}]
 
     def predict(self, items: Sequence) -> Iterator[Prediction]:
@@ -134,15 +115,15 @@ class PromptedStrategy(Strategy):
             extra={"parse": step, "attempts": completion.attempts, "retrieval_ms": 1000.0 * retrieval_s,
                    "user_prompt": request.messages[-1]["content"]})
 
+    def prompt_artefact(self) -> PromptArtefact:
+        return PromptArtefact(
+            system_prompt_file=str(self.system_prompt_file_.relative_to(self.run_dir_)),
+            system_prompt_sha256=sha256_text(self.system_prompt_),
+            templates_sha256={"system": sha256_text(self.system_template), "user": sha256_text(self.user_template)},
+            output_mode=self.output_mode_, measured_at_concurrency=self.endpoint_.max_concurrency)
+
     def describe(self) -> dict:
-        return {
-            "templates_sha256": {"system": sha256_text(self.system_template), "user": sha256_text(self.user_template)},
-            "system_prompt_sha256": sha256_text(self.system_prompt_),
-            "system_prompt_file": f"artifacts/{self.name}/system_prompt.txt",
-            "output_mode": self.output_mode_,
-            "latency_measured_at_concurrency": self.endpoint_.max_concurrency,
-            "model_info": self.endpoint_.info,
-        }
+        return {"model_info": self.endpoint_.info}
 
 
 class ZeroShot(PromptedStrategy):
