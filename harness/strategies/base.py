@@ -79,6 +79,7 @@ class FitRecord:
     fit_cost_usd: float
     n_train: int  # the training items the fit learned from
     billing: str = SELF_HOSTED
+    serving: str = "cpu"  # the machine class a self-hosted deployment needs: "cpu", or "gpu" (an LLM adapter)
     fit_basis: str = "measured seconds x hardware $/h"
     predict_seconds: float = 0.0
     artefacts: dict[str, str] = field(default_factory=dict)  # file relative to the run directory -> sha256
@@ -114,6 +115,8 @@ class Strategy(ABC):
     family: ClassVar[str]
     #: how inference is billed (API, SELF_HOSTED); prompted strategies take it from their endpoint
     billing: str = SELF_HOSTED
+    #: the machine class serving it needs when self-hosted: "cpu" or "gpu"
+    serving: str = "cpu"
     #: how `latency_ms` was measured: "per-item" (one call per item) or "batch-amortised"
     latency_basis = "per-item"
     #: the model this strategy runs, for the results table
@@ -144,7 +147,7 @@ class Strategy(ABC):
         return FitRecord(
             family=self.family, model=self.model_name, latency_basis=self.latency_basis, fit_seconds=seconds,
             fit_cost_usd=float(hardware.cost_usd(seconds) if cost is None else cost),
-            n_train=int(getattr(self, "n_train_", n_train)), billing=self.billing,
+            n_train=int(getattr(self, "n_train_", n_train)), billing=self.billing, serving=self.serving,
             fit_basis=getattr(self, "fit_basis_", FitRecord.fit_basis), artefacts=self.artefacts(),
             prompt=self.prompt_artefact(), stage=stage, details=self.describe())
 
