@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.costs.plan import PricingPlan
 from harness.errors import HarnessError
+from harness.cli import main
 from harness.report import build
-from harness.report.recommend import recommend
 from harness.run.directory import RunDir
 from tests.runs import ITEMS, PLAN, outcomes, write_run
 
@@ -73,21 +72,24 @@ def test_report_reprices_from_records_without_loading_a_model(classic_run):
             "'pricing.horizon_months=24']); "
             "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'litellm') if m in sys.modules]; "
             "print('heavy:', heavy); sys.exit(rc or bool(heavy))")
+    before = pd.read_csv(classic_run / "total_cost.csv").set_index("option")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    results = pd.read_csv(classic_run / "results.csv").set_index("strategy")
-    total = pd.read_csv(classic_run / "total_cost.csv").set_index("strategy")
-    for name, row in results.iterrows():
-        retrains = 8  # 4 a year over 24 months
-        expected = row.fit_cost_usd * (1 + retrains) + 50_000 * 24 * row.cost_per_1k_usd / 1000
-        assert total.loc[name, "total_usd"] == pytest.approx(expected)
+    total = pd.read_csv(classic_run / "total_cost.csv").set_index("option")
+    assert (total["monthly_volume"] == 50_000).all() and (total["horizon_months"] == 24).all()
+    assert (total["upkeep_usd"] > before["upkeep_usd"]).all()  # 8 retrains over 24 months instead of 4
+    assert total["serving_usd"].tolist() == pytest.approx((2 * before["serving_usd"]).tolist())  # twice as long
     assert "50,000 items a month over 24 months" in (classic_run / "report.html").read_text()
+    # every assumption re-prices too, without a model: people's rate scales the build exactly
+    assert main(["report", str(classic_run), "pricing.people.usd_per_hour=180"]) == 0
+    doubled = pd.read_csv(classic_run / "total_cost.csv").set_index("option")
+    assert doubled["build_usd"].tolist() == pytest.approx((2 * before["build_usd"]).tolist())
 
 
 def test_report_refuses_overrides_other_than_pricing(decision_run):
     with pytest.raises(HarnessError, match="only pricing can change"):
         build(decision_run, ["dataset.heldout_size=5"])
-    with pytest.raises(HarnessError, match="no pricing key 'volume'"):
+    with pytest.raises(HarnessError, match="no pricing key 'pricing.volume'"):
         build(decision_run, ["pricing.volume=5"])
 
 
@@ -113,17 +115,78 @@ def test_retrain_and_projection_tables_are_in_both_reports(tmp_path):
         "zero_shot": {"pred": outcomes(ITEMS, 20), "family": "prompted", "cost_usd": 0.002},
         "finetune": {"pred": outcomes(ITEMS, 14), "family": "trained", "fit_cost_usd": 0.25,
                      "info": {"n_train": 8000}}}, ITEMS)
-    rundir = RunDir.open(run)
-    rundir.update_manifest(projection=[{"strategy": "zero_shot", "api_model": "gpt-4o-mini", "projected_cost_per_1k_usd": 0.068,
-                               "measured_model": "local-model", "measured_cost_per_1k_usd": 0.0101,
-                               "prompt_tokens_mean": 421.0, "completion_tokens_mean": 4.2,
-                               "tokenizer": "o200k_base", "price_source": "litellm offline price map"}])
+    RunDir.open(run).update_manifest(projection=[projected("zero_shot", prompt=421.0, completion=4.2)])
     build(run)
+    # 421 x $0.15/1M + 4.2 x $0.60/1M = $0.06567 per 1,000 on demand; 421 < 1,024 prefix tokens: no caching
     for name in ("report.md", "report.html"):
         text = (run / name).read_text()
         assert "What one retrain costs (trained strategies)" in text, name
         assert "Projected API cost (a projection, not measured)" in text, name
-        assert "0.0680" in text and "421 / 4.2" in text and "8000" in text, name
+        assert "0.0657" in text and "421 / 400 / 4.2" in text and "8000" in text, name
+        assert "below openai&#39;s minimum cacheable" in text or "below openai's minimum cacheable" in text
+    total = pd.read_csv(run / "total_cost.csv").set_index("option")
+    assert bool(total.loc["zero_shot @ gpt-4o-mini", "projected"])
+    assert total.loc["zero_shot @ gpt-4o-mini", "inference_usd"] == pytest.approx(120_000 * 0.06567 / 1000)
+
+
+def projected(strategy: str, *, model="gpt-4o-mini", prompt=450.0, prefix=400.0, completion=4.0,
+              retires_on=None, own_model=False) -> dict:
+    """A manifest projection row: gpt-4o-mini's published prices (litellm's offline map)."""
+    return {"strategy": strategy, "n": 200, "tokenizer": "o200k_base", "measured_model": "local-model",
+            "own_model": own_model, "tokens": {"prompt": prompt, "prefix": prefix, "completion": completion},
+            "quote": {"model": model, "provider": "openai", "input": 1.5e-7, "output": 6e-7, "batch_input": 7.5e-8,
+                      "batch_output": 3e-7, "cache_read": 7.5e-8, "cache_write": None, "retires_on": retires_on,
+                      "retirement_source": "the provider's deprecations page", "source": "litellm offline price map"}}
+
+
+def test_projected_api_lines_reach_the_summary_break_even_and_chart(tmp_path):
+    from harness.config import compose
+    from omegaconf import OmegaConf
+
+    items = ITEMS
+    plan = OmegaConf.to_container(compose([]).pricing)
+    run = write_run(tmp_path, {
+        "rag": {"pred": outcomes(items, 40), "family": "prompted", "cost_usd": 2e-5},
+        "embed_logreg": {"pred": outcomes(items, 14), "family": "trained", "fit_cost_usd": 0.05,
+                         "cost_usd": 1e-6}}, items, pricing={**plan, "decision_date": "2026-12-01"})
+    RunDir.open(run).update_manifest(projection=[projected("rag", retires_on="2027-01-14")])
+    build(run)
+    md = (run / "report.md").read_text()
+    summary = md.split("## Summary")[1].split("## Recommendation")[0]
+    assert "embed_logreg $" in summary and "rag on gpt-4o-mini (cost projected" in summary
+    assert "serving or API calls" in summary and "people's time" in summary
+    assert "One more category costs about" in summary
+    assert "gpt-4o-mini retires on 2027-01-14" in md and "## Assumptions behind the costs" in md
+    assert "people.usd_per_hour" in md
+    evens = pd.read_csv(run / "break_even.csv")
+    row = evens[(evens["prompted"] == "rag @ gpt-4o-mini") & (evens["trained"] == "embed_logreg")].iloc[0]
+    assert row["kind"] == "crosses" and row["prompted_projected"]
+    from harness.report import analysis, charts, pricing
+
+    rundir = RunDir.open(run)
+    manifest = rundir.read_manifest()
+    a = analysis.analyse(manifest, rundir.load_records(), pricing.resolve(manifest))
+    assert "rag @ gpt-4o-mini" in charts.cost_lines(a)
+    assert a.costs.decision.prompted.name == "rag @ gpt-4o-mini"
+    assert "rag @ gpt-4o-mini" not in set(a.results["strategy"])  # never a measured (most accurate) row
+
+
+def test_a_retired_model_is_never_recommended(tmp_path):
+    """The most accurate strategy ran on an API model whose retirement date has passed: shown, not recommended."""
+    run = write_run(tmp_path, {
+        "zero_shot": {"pred": outcomes(ITEMS, 2), "family": "prompted", "cost_usd": 1e-4,
+                      "info": {"billing": "api", "details": {"model_info": {"litellm_model": "gpt-4.1-nano"}}}},
+        "tfidf": {"pred": outcomes(ITEMS, 30), "family": "trained", "cost_usd": 1e-6}}, ITEMS,
+        pricing={**PLAN, "decision_date": "2026-12-01"})
+    RunDir.open(run).update_manifest(projection=[projected("zero_shot", model="gpt-4.1-nano", own_model=True,
+                                                           retires_on="2026-10-23")])
+    build(run)
+    md = (run / "report.md").read_text()
+    recommendation = md.split("## Recommendation")[1].split("| strategy")[0]
+    assert "the most accurate strategy is tfidf" in recommendation
+    assert "gpt-4.1-nano retired on 2026-10-23" in recommendation and "never recommended" in recommendation
+    assert bool(pd.read_csv(run / "results.csv").set_index("strategy").get("retired", pd.Series(
+        {"zero_shot": True})).get("zero_shot", True))
 
 
 def test_a_sweep_with_many_points_still_lays_out_its_charts(tmp_path):
@@ -147,53 +210,53 @@ def test_dollar_amounts_read_for_people():
         "$0.00", "< $0.0001", "$0.0018", "$0.5", "$12.35", "$1,512"]
 
 
-def frame(rows: list[tuple]) -> pd.DataFrame:
-    columns = ["strategy", "family", "accuracy", "total_usd", "within_budget"]
-    out = pd.DataFrame(rows, columns=columns)
-    return out.assign(accuracy_ci_low=out["accuracy"] - 0.02, accuracy_ci_high=out["accuracy"] + 0.02,
-                      monthly_usd=out["total_usd"] / 12)
+def _recommendation(tmp_path, strategies, items, **plan) -> list[str]:
+    from harness.report import analysis, pricing
+
+    rundir = RunDir.open(write_run(tmp_path, strategies, items, pricing={**PLAN, **plan}))
+    manifest = rundir.read_manifest()
+    return analysis.analyse(manifest, rundir.load_records(), pricing.resolve(manifest)).recommendation
 
 
-def evens(kind: str, volume: float | None, below: str | None, above: str | None) -> pd.DataFrame:
-    return pd.DataFrame([{"prompted": "rag", "trained": "finetune", "kind": kind, "monthly_volume": volume,
-                          "cheaper_below": below, "cheaper_above": above}])
+ITEMS_500 = [(f"i{i:03d}", f"label_{i % 4}") for i in range(500)]
 
 
-def pairs(p_holm: float) -> pd.DataFrame:
-    return pd.DataFrame([{"a": "rag", "b": "finetune", "n_items": 500, "diff_b_minus_a": 0.004,
-                          "diff_ci_low": -0.01, "diff_ci_high": 0.02, "p_holm": p_holm}])
-
-
-def test_cheapest_within_one_point_and_break_even_sentences():
-    results = frame([("rag", "prompted", 0.916, 600.0, True), ("finetune", "trained", 0.92, 2400.0, True)])
-    plan = PricingPlan.from_config(PLAN)
-    best, sentences = recommend(results, evens("crosses", 12_345.4, "rag", "finetune"), pairs(0.2), plan)
-    assert best == "finetune"
-    assert sentences[1] == "The cheapest within one point of it is rag: 91.6% accurate, $600 in total (75% less)."
-    assert sentences[2] == ("rag (prompted) and finetune (trained) break even at 12,345 items a month: below that "
+def test_cheapest_within_one_point_and_break_even_sentences(tmp_path):
+    # rag 91.6% at $0.0004 an item; finetune 92.0% at $0.00001 an item after a $50 fit (4 retrains of $50)
+    sentences = _recommendation(tmp_path, {
+        "rag": {"pred": outcomes(ITEMS_500, 42), "family": "prompted", "cost_usd": 4e-4},
+        "finetune": {"pred": outcomes(ITEMS_500, 40), "family": "trained", "cost_usd": 1e-5, "fit_cost_usd": 50.0}},
+        ITEMS_500)
+    assert sentences[0].startswith("At 10,000 items a month over 12 months, the most accurate strategy is finetune")
+    # rag: 120,000 x 0.0004 = $48; finetune: 50 + 4 x 50 + 120,000 x 0.00001 = $251.20
+    assert sentences[1] == "The cheapest within one point of it is rag: 91.6% accurate, $48.00 in total (81% less)."
+    # 250 + 12 x 0.00001 V = 12 x 0.0004 V  =>  V = 250 / 0.00468 = 53,419
+    assert sentences[2] == ("rag (prompted) and finetune (trained) break even at 53,419 items a month: below that "
                             "rag costs less over 12 months, above it finetune does (at 10,000 a month, rag).")
-    assert sentences[3].startswith("Against the next most accurate, rag, finetune differs by +0.4 pts "
-                                   "(95% CI -1.0 pts to +2.0 pts); the difference is not statistically significant")
+    assert sentences[3] == "rag stays the cheaper of the two at any monthly volume below 53,419."
+    assert any(s.startswith("Against the next most accurate, rag, finetune differs by +0.4 pts") for s in sentences)
 
 
-def test_recommendation_when_one_point_is_not_enough_and_lines_never_cross():
-    results = frame([("rag", "prompted", 0.905, 600.0, True), ("finetune", "trained", 0.92, 2400.0, True)])
-    _, sentences = recommend(results, evens("never", None, "rag", "rag"), pairs(0.001),
-                             PricingPlan.from_config(PLAN))
+def test_recommendation_when_one_point_is_not_enough_and_lines_never_cross(tmp_path):
+    sentences = _recommendation(tmp_path, {
+        "rag": {"pred": outcomes(ITEMS_500, 48), "family": "prompted", "cost_usd": 1e-6},
+        "finetune": {"pred": outcomes(ITEMS_500, 40), "family": "trained", "cost_usd": 1e-5, "fit_cost_usd": 50.0}},
+        ITEMS_500)
     assert sentences[1] == "No strategy within one point of finetune's accuracy costs less."
-    assert sentences[2] == "rag (prompted) and finetune (trained) never break even: rag costs less at every volume."
-    assert "the difference is statistically significant" in sentences[3]
+    assert sentences[2] == ("rag (prompted) and finetune (trained) never break even: rag costs less at every volume "
+                            "up to 1,000,000,000 items a month.")
 
 
-def test_recommendation_when_nothing_fits_the_budget_or_a_family_is_missing():
-    plan = PricingPlan.from_config({**PLAN, "monthly_budget_usd": 10})
-    results = frame([("tfidf", "trained", 0.9, 600.0, False), ("finetune", "trained", 0.92, 2400.0, False)])
-    best, sentences = recommend(results, evens("equal", None, None, None).iloc[:0], pairs(0.5), plan)
-    assert best is None
+def test_recommendation_when_nothing_fits_the_budget_or_a_family_is_missing(tmp_path):
+    sentences = _recommendation(tmp_path, {
+        "tfidf": {"pred": outcomes(ITEMS, 20), "family": "trained", "cost_usd": 5e-3},
+        "finetune": {"pred": outcomes(ITEMS, 16), "family": "trained", "cost_usd": 2e-2}}, ITEMS,
+        monthly_budget_usd=10)
     assert sentences == [
         "At 10,000 items a month, no strategy keeps within the monthly budget of $10.00; the cheapest, tfidf, "
         "averages $50.00 a month.",
-        "The run has no prompted strategy, so there is no prompted/trained break-even volume."]
+        "The run does not have both a prompted and a trained strategy, so there is no prompted/trained break-even "
+        "volume."]
 
 
 # ------------------------------------------------------------------------------ escaping, self-containment

@@ -1,7 +1,8 @@
 """Reports rebuilt from a run directory's records and manifest alone: no model is loaded here.
 
-A run directory gets results.csv, per_class.csv, total_cost.csv, break_even.csv, significance.csv (and
-scenario.csv for a scenario run), report.md, report.html, summary.pdf and charts/*.png|svg."""
+A run directory gets results.csv, per_class.csv, total_cost.csv, break_even.csv, sensitivity.csv,
+significance.csv (and scenario.csv for a scenario run), report.md, report.html, summary.pdf and
+charts/*.png|svg."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,7 @@ RESULT_COLUMNS = ["strategy", "family", "model", "n", "accuracy", "accuracy_ci_l
                   "latency_p99_ms", "throughput_items_per_s", "cost_per_1k_usd", "cost_per_1k_usd_ci_low",
                   "cost_per_1k_usd_ci_high", "spent_usd", "fit_seconds", "fit_cost_usd", "n_errors", "n_invalid",
                   "n_cached", "latency_basis"]
-PLAN_COLUMNS = ["total_usd", "monthly_usd", "within_budget"]  # depend on the pricing plan, not on the run
+PLAN_COLUMNS = ["total_usd", "monthly_usd", "within_budget", "retired"]  # depend on the pricing plan, not the run
 
 
 def build(run_path: Path, pricing_overrides: Sequence[str] = ()) -> pd.DataFrame:
@@ -57,19 +58,30 @@ def _results_frame(results: pd.DataFrame) -> pd.DataFrame:
     return results.reindex(columns=RESULT_COLUMNS + rest)
 
 
+COMPONENTS = ("build", "fit", "upkeep", "new categories", "retirement", "fees", "serving", "inference")
+
+
+def total_cost_frame(a) -> pd.DataFrame:
+    """total_cost.csv: every option's bill at the plan's volume, one column per component, exact figures."""
+    rows = []
+    for name, b in a.costs.bills.items():
+        o = b.option
+        rows.append({"option": name, "strategy": o.strategy, "family": o.family, "model": o.model,
+                     "projected": o.projected, "billing": o.billing,
+                     **{f"{c.replace(' ', '_')}_usd": b.part(c) for c in COMPONENTS},
+                     "upfront_usd": b.upfront_usd, "total_usd": b.total_usd,
+                     "monthly_usd": b.total_usd / a.plan.horizon_months, "retired": b.retired,
+                     "retires_on": b.retires_on, "monthly_volume": a.plan.monthly_volume,
+                     "horizon_months": a.plan.horizon_months})
+    return pd.DataFrame(rows)
+
+
 def _write_tables(path: Path, a) -> None:
-    lines = [a.lines[name] for name in a.results["strategy"]]
-    total = pd.DataFrame({
-        "strategy": a.results["strategy"], "family": a.results["family"],
-        "fit_usd": [line.fit_usd for line in lines], "retrains": [line.retrains for line in lines],
-        "retrain_usd": [line.retrain_usd for line in lines],
-        "fixed_monthly_usd": [line.fixed_monthly_usd for line in lines],
-        "cost_per_1k_usd": [1000 * line.cost_per_item_usd for line in lines],
-        "upfront_usd": [line.upfront_usd for line in lines], "total_usd": a.results["total_usd"],
-        "monthly_usd": a.results["monthly_usd"], "within_budget": a.results["within_budget"],
-        "monthly_volume": a.plan.monthly_volume, "horizon_months": a.plan.horizon_months})
-    frames = {"results.csv": _results_frame(a.results), "per_class.csv": a.per_class, "total_cost.csv": total,
-              "break_even.csv": a.break_evens, "significance.csv": a.pairwise}
+    frames = {"results.csv": _results_frame(a.results), "per_class.csv": a.per_class,
+              "total_cost.csv": total_cost_frame(a), "break_even.csv": a.costs.break_evens,
+              "significance.csv": a.pairwise}
+    if a.costs.decision is not None:
+        frames["sensitivity.csv"] = a.costs.decision.sensitivity
     if a.scenario is not None:
         frames["scenario.csv"] = a.scenario
     for name, frame in frames.items():

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from harness import metrics, stats
-from harness.costs.plan import BreakEven, CostLine, PricingPlan, break_even, cost_line
+from harness.costs.plan import PricingPlan
+from harness.report.costing import Costs, analyse_costs
 from harness.run.manifest import Manifest
-from harness.strategies.base import PROMPTED
 
 
 @dataclass
@@ -21,10 +21,10 @@ class Analysis:
     results: pd.DataFrame  # one row per strategy: metrics.summarize, family, intervals, total cost at the plan
     per_class: pd.DataFrame
     pairwise: pd.DataFrame  # one row per pair of strategies (stats.pairwise)
-    break_evens: pd.DataFrame  # one row per (prompted, other family) pair of candidates
-    lines: dict[str, CostLine]
+    costs: Costs  # every option's bill, the break-even volumes, the decision's pair
     best: str | None  # the strategy the recommendation names
     recommendation: list[str]
+    summary: list[str]  # the money that matters, for leadership (harness.report.summary)
     latency_ms: dict[str, np.ndarray]
     records: pd.DataFrame  # the run's records, one per (strategy, item): the latest when an item was redone
     confusions: pd.DataFrame  # top confusions of `best`, with an example item
@@ -57,20 +57,20 @@ def analyse(manifest: Manifest, records: pd.DataFrame, plan: PricingPlan, *, tex
     seed = manifest.seed
     records = records.drop_duplicates(["strategy", "item_id"], keep="last")
     results = scored(manifest, records, seed=seed)
-    lines = {row.strategy: cost_line(row.strategy, row.family, fit_cost_usd=float(row.fit_cost_usd or 0.0),
-                                     cost_per_1k_usd=float(row.cost_per_1k_usd), plan=plan)
-             for row in results.itertuples()}
-    results = with_totals(results, lines, plan)
+    costs = analyse_costs(manifest, results, plan, dict(zip(results["strategy"], results["accuracy"])))
+    results = with_totals(results, costs, plan)
     correct = records.pivot(index="item_id", columns="strategy", values="correct")[list(results["strategy"])]
     pairwise = stats.pairwise(correct, seed=seed)
-    candidates = results[[manifest.strategies[name].stage.candidate for name in results["strategy"]]]
-    evens = break_evens(candidates, lines)
-    best, sentences = recommend(candidates, evens, pairwise, plan)
+    candidates = results[[manifest.strategies[name].stage.candidate and not costs.bills[name].retired
+                          for name in results["strategy"]]]
+    best, sentences = recommend(candidates, costs, pairwise, plan)
+    from harness.report.summary import summary
+
     best_or_top = best or _most_accurate(results)
     texts = texts or {}
     return Analysis(
         manifest=manifest, plan=plan, results=results, per_class=metrics.per_class(records), pairwise=pairwise,
-        break_evens=evens, lines=lines, best=best, recommendation=sentences, records=records,
+        costs=costs, best=best, recommendation=sentences, summary=summary(costs, results, plan), records=records,
         latency_ms={name: g["latency_ms"].astype(float).to_numpy()
                     for name, g in records.groupby("strategy", sort=False)},
         confusions=confusions(records, best_or_top, texts),
@@ -79,29 +79,15 @@ def analyse(manifest: Manifest, records: pd.DataFrame, plan: PricingPlan, *, tex
         notes=[*manifest.notes, *(notes or [])])
 
 
-def with_totals(results: pd.DataFrame, lines: dict[str, CostLine], plan: PricingPlan) -> pd.DataFrame:
-    """Adds each strategy's total cost over the horizon at the plan's volume, its monthly average, and whether
-    that average is within the budget."""
-    results = results.copy()
-    totals = [lines[name].total_usd(plan.monthly_volume) for name in results["strategy"]]
-    results["total_usd"] = totals
-    results["monthly_usd"] = [t / plan.horizon_months for t in totals]
+def with_totals(results: pd.DataFrame, costs: Costs, plan: PricingPlan) -> pd.DataFrame:
+    """Adds each strategy's total cost over the horizon at the plan's volume (its bill, every component), its
+    monthly average, whether that is within the budget, and whether its model has retired."""
+    bills = [costs.bills[name] for name in results["strategy"]]
     budget = plan.monthly_budget_usd
-    results["within_budget"] = [budget is None or m <= budget for m in results["monthly_usd"]]
-    return results
-
-
-def break_evens(results: pd.DataFrame, lines: dict[str, CostLine]) -> pd.DataFrame:
-    """Every prompted candidate against every candidate of another family (trained, or a family of its own)."""
-    rows = []
-    for prompted in results.loc[results["family"] == PROMPTED, "strategy"]:
-        for trained in results.loc[results["family"] != PROMPTED, "strategy"]:
-            even: BreakEven = break_even(lines[prompted], lines[trained])
-            rows.append({"prompted": prompted, "trained": trained, "kind": even.kind,
-                         "monthly_volume": even.monthly_volume, "cheaper_below": even.cheaper_below,
-                         "cheaper_above": even.cheaper_above})
-    return pd.DataFrame(rows, columns=["prompted", "trained", "kind", "monthly_volume", "cheaper_below",
-                                       "cheaper_above"])
+    monthly = [b.total_usd / plan.horizon_months for b in bills]
+    return results.assign(total_usd=[b.total_usd for b in bills], monthly_usd=monthly,
+                          within_budget=[budget is None or m <= budget for m in monthly],
+                          retired=[b.retired for b in bills])
 
 
 def confusions(records: pd.DataFrame, strategy: str | None, texts: dict[str, str], n: int = 10) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from harness.report.analysis import Analysis
 from harness.report.fmt import volume
@@ -60,26 +61,25 @@ def rc():
 
 # ------------------------------------------------------------------------------------------------ drawings
 def accuracy_cost(ax, a: Analysis) -> None:
-    """Accuracy against cost per 1,000 items (as priced), 95% intervals, and the Pareto frontier."""
+    """Accuracy against the all-in monthly cost at the plan's volume, 95% accuracy intervals, and the Pareto
+    frontier. Measured strategies only: a projected option's accuracy was not measured on its model."""
     r = a.results
-    costs = np.array([1000 * a.lines[name].cost_per_item_usd for name in r["strategy"]])
-    frontier = pareto(costs, r["accuracy"].to_numpy())
+    monthly = np.array([a.costs.bills[name].total_usd / a.plan.horizon_months for name in r["strategy"]])
+    frontier = pareto(monthly, r["accuracy"].to_numpy())
     for i, row in enumerate(r.itertuples()):
         s = style(i)
-        measured = np.isclose(costs[i], row.cost_per_1k_usd)  # an override has no measured interval
-        xerr = [[max(costs[i] - row.cost_per_1k_usd_ci_low, 0)], [max(row.cost_per_1k_usd_ci_high - costs[i], 0)]]
         yerr = [[row.accuracy - row.accuracy_ci_low], [row.accuracy_ci_high - row.accuracy]]
-        ax.errorbar([costs[i]], [row.accuracy], xerr=xerr if measured else None, yerr=yerr, marker=s["marker"],
-                    color=s["color"], markersize=8, capsize=3, linestyle="none", label=short(row.strategy),
+        ax.errorbar([monthly[i]], [row.accuracy], yerr=yerr, marker=s["marker"], color=s["color"], markersize=8,
+                    capsize=3, linestyle="none", label=short(row.strategy),
                     markerfacecolor=s["color"] if i in frontier else "white", markeredgecolor="black")
         if len(r) <= ANNOTATE_ALL or i in frontier:  # many strategies: name only the frontier's, legend has all
-            ax.annotate(short(row.strategy), (costs[i], row.accuracy), textcoords="offset points", xytext=(6, 5),
+            ax.annotate(short(row.strategy), (monthly[i], row.accuracy), textcoords="offset points", xytext=(6, 5),
                         fontsize=7)
-    order = sorted(frontier, key=lambda i: costs[i])
-    ax.step(costs[order], r["accuracy"].to_numpy()[order], where="post", color="black", linestyle="--",
+    order = sorted(frontier, key=lambda i: monthly[i])
+    ax.step(monthly[order], r["accuracy"].to_numpy()[order], where="post", color="black", linestyle="--",
             linewidth=1, label="Pareto frontier (filled markers)")
-    _log_if_positive(ax, "x", costs)
-    ax.set_xlabel("cost per 1,000 items (USD)")
+    _log_if_positive(ax, "x", monthly)
+    ax.set_xlabel(f"all-in cost a month at {volume(a.plan.monthly_volume)} items (USD)")
     ax.set_ylabel("accuracy (95% CI)")
     _legend_outside(ax)
 
@@ -94,28 +94,63 @@ def pareto(costs: np.ndarray, accuracy: np.ndarray) -> list[int]:
     return keep
 
 
+def cost_lines(a: Analysis) -> list[str]:
+    """The options the cost-against-volume chart draws: every measured strategy, and the decision's prompted
+    strategy on each API model it was projected onto."""
+    d = a.costs.decision
+    projected = [name for name, o in a.costs.options.items()
+                 if o.projected and d is not None and o.strategy == d.prompted.strategy]
+    return [*a.results["strategy"], *projected]
+
+
 def total_cost(ax, a: Analysis) -> None:
-    """Total cost over the horizon against monthly volume, break-even points marked, the plan's volume shown."""
-    crossings = a.break_evens[a.break_evens["kind"] == "crosses"]
-    anchors = [a.plan.monthly_volume or 1.0, *crossings["monthly_volume"]]
-    volumes = np.geomspace(max(min(anchors) / 100, 1.0), max(max(anchors) * 100, 1e4), 200)
-    for i, name in enumerate(a.results["strategy"]):
-        s = style(i)
-        ax.plot(volumes, [a.lines[name].total_usd(v) for v in volumes], color=s["color"], linestyle=s["linestyle"],
-                marker=s["marker"], markevery=25, markerfacecolor="white", label=short(name))
-    for n, row in enumerate(crossings.itertuples()):
-        total = a.lines[row.prompted].total_usd(row.monthly_volume)
-        ax.plot([row.monthly_volume], [total], marker="X", color="black", markersize=9, linestyle="none",
-                label="break-even" if n == 0 else None)
-        if n < 8:
-            ax.annotate(volume(row.monthly_volume), (row.monthly_volume, total), textcoords="offset points",
-                        xytext=(6, -12 - 9 * (n % 3)), fontsize=7)  # staggered: nearby crossings stay legible
-    ax.axvline(a.plan.monthly_volume, color="0.3", linestyle=":", linewidth=1.2,
-               label=f"plan: {volume(a.plan.monthly_volume)} a month")
+    """Total cost over the horizon against monthly volume: measured strategies solid, projected API options
+    dashed; the decision pair's break-even marked, the plan's volume shown."""
+    from harness.costs.tco import bill
+
+    d, plan, date = a.costs.decision, a.plan, a.costs.decision_date
+    crossing = d.break_even.monthly_volume if d is not None and d.break_even.kind == "crosses" else None
+    anchors = [plan.monthly_volume or 1.0, *([crossing] if crossing else [])]
+    volumes = np.geomspace(max(min(anchors) / 100, 1.0), max(max(anchors) * 100, 1e4), 120)
+    top = []
+    for i, name in enumerate(cost_lines(a)):
+        option, s = a.costs.options[name], style(i)
+        totals = np.array([bill(option, plan, v, date).total_usd for v in volumes])
+        top.append(totals[-1])
+        ax.plot(volumes, totals, color=s["color"], linestyle="--" if option.projected else "-", marker=s["marker"],
+                markevery=20, markerfacecolor="white",
+                label=short(name, 48) + (" (cost projected)" if option.projected else ""))
+    if crossing:
+        total = bill(d.prompted, plan, crossing, date).total_usd
+        ax.plot([crossing], [total], marker="X", color="black", markersize=10, linestyle="none",
+                label=f"break-even: {volume(crossing)} a month")
+    ax.axvline(plan.monthly_volume, color="0.3", linestyle=":", linewidth=1.2,
+               label=f"plan: {volume(plan.monthly_volume)} a month")
     _log(ax, "x")
-    _log_if_positive(ax, "y", np.array([line.total_usd(volumes[-1]) for line in a.lines.values()]))
+    _log_if_positive(ax, "y", np.array(top))
     ax.set_xlabel("items a month")
-    ax.set_ylabel(f"total cost over {a.plan.horizon_months:g} months (USD)")
+    ax.set_ylabel(f"total cost over {plan.horizon_months:g} months (USD)")
+    _legend_outside(ax)
+
+
+def tornado(ax, a: Analysis) -> None:
+    """The decision pair's break-even volume with each input halved and doubled, widest first."""
+    from harness.costs.tco import MAX_VOLUME
+
+    d = a.costs.decision
+    t = d.sensitivity.iloc[::-1].reset_index(drop=True)  # widest on top
+    base = d.break_even.monthly_volume if d.break_even.kind == "crosses" else None
+    for i, row in t.iterrows():
+        ends = [MAX_VOLUME if v is None or pd.isna(v) else v for v in (row.break_even_low, row.break_even_high)]
+        low, high = min(ends), max(ends)
+        ax.barh(i, high - low, left=low, color="0.75", edgecolor="black", hatch=HATCHES[0] if ends[0] > ends[1]
+                else None)
+    ax.set_yticks(range(len(t)), [short(x, 44) for x in t["input"]])
+    if base:
+        ax.axvline(base, color="black", linewidth=1.2, label=f"as planned: {volume(base)} a month")
+    ax.plot([], [], color="0.75", linewidth=6, label="halved to doubled (hatched: halving raises it)")
+    _log(ax, "x")
+    ax.set_xlabel("break-even items a month (edge of the axis: never)")
     _legend_outside(ax)
 
 
@@ -212,7 +247,7 @@ def legend_columns(entries: int) -> int:
 def _legend_width(a: Analysis) -> float:
     """The width of the charts with a legend beside them: 7.5 inches, plus room for every extra legend column
     (the legend lists each strategy and up to two reference entries)."""
-    return 7.5 + 2.4 * (legend_columns(len(a.results) + 2) - 1)
+    return 7.5 + 2.4 * (legend_columns(max(len(a.results), len(cost_lines(a))) + 2) - 1)
 
 
 # ----------------------------------------------------------------------------------------------- charts
@@ -220,16 +255,23 @@ def specs(a: Analysis) -> list[tuple]:
     """(key, title, caption, draw, (width, height) inches) of the charts this analysis has data for."""
     plan = a.plan
     out = [
-        ("accuracy_cost", "Accuracy against cost per 1,000 items",
+        ("accuracy_cost", "Accuracy against all-in monthly cost",
          "Bars: 95% bootstrap intervals. Filled markers and the dashed step: the Pareto frontier (no other strategy "
          "is both cheaper and more accurate).", accuracy_cost, (_legend_width(a), 4.8)),
         ("total_cost", "Total cost against monthly volume",
-         f"Over {plan.horizon_months:g} months, with {plan.retrains} retrains; X marks where a prompted and a trained "
-         f"strategy break even. Dotted: the plan's {volume(plan.monthly_volume)} items a month.", total_cost,
+         f"All in over {plan.horizon_months:g} months: people's time, labelling, retrains and prompt changes, "
+         "serving or API calls. Dashed: a prompted strategy's prompts priced on an API model (cost projected; "
+         "its accuracy measured on the run's own model). X: where the decision's prompted and trained options "
+         f"break even. Dotted: the plan's {volume(plan.monthly_volume)} items a month.", total_cost,
          (_legend_width(a), 4.8)),
         ("latency", "Latency per item", "Box: 25th to 75th percentile; whiskers: 5th to 95th; triangle: p95.",
          latency, (7.5, 0.9 + 0.45 * len(a.latency_ms))),
     ]
+    if a.costs.decision is not None and not a.costs.decision.sensitivity.empty:
+        out.append(("sensitivity", "What moves the break-even",
+                    f"{a.costs.decision.prompted.name} against {a.costs.decision.trained.name}: the break-even "
+                    "volume with each input halved and doubled, every other as planned.", tornado,
+                    (7.5, 1.2 + 0.32 * len(a.costs.decision.sensitivity))))
     if not a.per_class.empty:
         rows = min(PER_CLASS_ROWS, a.per_class["label"].nunique())
         out.append(("per_class_f1", "F1 per class, worst first",

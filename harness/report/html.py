@@ -26,21 +26,12 @@ def render(a: Analysis, charts: list[Chart]) -> str:
 
 
 def _sections(a: Analysis) -> dict[str, dict]:
-    out = {"results": tables.results(a), "total_cost": tables.total_cost(a), "break_even": tables.break_even(a),
-           "significance": tables.significance(a), "per_class": tables.per_class(a),
-           "confusions": tables.confusions(a), "flips": tables.flips(a)}
-    retrain = tables.retrain(a)
-    if not retrain.empty:
-        out["retrain"] = retrain
-    projection = tables.projection(a.manifest)
-    if not projection.empty:
-        out["projection"] = projection
-    if not a.learning_curve.empty:
-        out["learning_curve"] = tables.learning_curve(a)
-    if a.scenario is not None:
-        out["scenario"] = tables.scenario(a)
-    return {key: {"columns": [str(c) for c in frame.columns], "rows": frame.astype(str).values.tolist()}
-            for key, frame in out.items()}
+    out = {"results": ("Results", tables.results(a)), **tables.sections(a),
+           "per_class": ("F1 per class, worst first", tables.per_class(a)),
+           "confusions": (f"Top confusions of {a.best or 'the most accurate strategy'}", tables.confusions(a)),
+           "flips": ("Items where the two most accurate strategies disagree", tables.flips(a))}
+    return {key: {"title": title, "columns": [str(c) for c in frame.columns],
+                  "rows": frame.astype(str).values.tolist()} for key, (title, frame) in out.items()}
 
 
 def _figure(chart: Chart) -> dict:

@@ -12,25 +12,17 @@ def render(a) -> str:
     from harness.report.analysis import confusions
 
     env = Environment(loader=PackageLoader("harness.report", "templates"), keep_trailing_newline=True)
-    table = _markdown(tables.results(a)) + _single_item_note(a.results) + _projection(a.manifest)
+    table = _markdown(tables.results(a)) + _single_item_note(a.results)
     top = {name: _markdown(confusions(a.records, name, {}, n=5)[["gold", "pred", "count"]])
            for name in a.results["strategy"]}
-    return env.get_template("report.md.j2").render(m=a.manifest, table=table, confusions=top,
+    return env.get_template("report.md.j2").render(m=a.manifest, a=a, table=table, confusions=top,
                                                    results=a.results.to_dict("records"), **_decision(a))
 
 
 def _decision(a) -> dict:
     from harness.report import tables
 
-    sections = {"Total cost of ownership": tables.total_cost(a), "Break-even volumes": tables.break_even(a),
-                "Significance (McNemar exact, Holm-adjusted)": tables.significance(a)}
-    if a.scenario is not None:
-        sections["New categories: before and after adapting"] = tables.scenario(a)
-    if not a.learning_curve.empty:
-        sections["Learning curves"] = tables.learning_curve(a)
-    retrain = tables.retrain(a)
-    if not retrain.empty:
-        sections["What one retrain costs (trained strategies)"] = retrain
+    sections = {title: frame for title, frame in tables.sections(a).values()}
     sections["F1 per class, worst first (20)"] = tables.per_class(a, limit=20)
     return {"recommendation": a.recommendation, "decision_tables": {title: _markdown(frame)
                                                                     for title, frame in sections.items()}}
@@ -53,12 +45,3 @@ def _markdown(frame: pd.DataFrame) -> str:
 
     cells = frame.astype(str).map(md_cell)  # dataset labels: one line, no live HTML, no '|' ending the cell
     return cells.to_markdown(index=False, disable_numparse=True)
-
-
-def _projection(manifest) -> str:
-    from harness.report import tables
-
-    frame = tables.projection(manifest)
-    if frame.empty:
-        return ""
-    return f"\n\n**Projected API cost (a projection, not measured):** {tables.PROJECTION_NOTE}\n\n" + _markdown(frame)

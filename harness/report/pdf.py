@@ -1,4 +1,6 @@
-"""summary.pdf: one page for leadership: the recommendation and the two cost charts (matplotlib's PdfPages)."""
+"""summary.pdf: one page a leadership team can sign: the money that matters at their volume, the cost against
+volume chart with the prompted (API) and trained lines and the break-even marked, and the assumptions under it
+(matplotlib's PdfPages)."""
 from __future__ import annotations
 
 import textwrap
@@ -8,7 +10,7 @@ from harness.report import charts
 from harness.report.analysis import Analysis
 
 A4_LANDSCAPE_IN = (11.69, 8.27)
-COST_CHARTS = ("accuracy_cost", "total_cost")
+MAX_ASSUMPTIONS = 14
 
 
 def write(a: Analysis, path: Path) -> None:
@@ -20,22 +22,29 @@ def write(a: Analysis, path: Path) -> None:
 
 
 def page(a: Analysis):
-    """The summary page as a matplotlib Figure: title, the recommendation's sentences, the two cost charts."""
+    """The summary page as a matplotlib Figure: title, the summary (else the recommendation), the cost chart,
+    the assumptions."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=A4_LANDSCAPE_IN, layout="constrained")
-    text_area, chart_area = fig.subfigures(2, 1, height_ratios=[1, 2.1])
-    text_area.text(0.01, 0.97, f"{a.manifest.experiment}: recommendation", fontsize=15,
+    text_area, chart_area, notes_area = fig.subfigures(3, 1, height_ratios=[1.05, 2.0, 0.95])
+    text_area.text(0.01, 0.97, f"{a.manifest.experiment}: what it costs, prompt or train", fontsize=15,
                    fontweight="bold", va="top")
-    body = "\n\n".join(textwrap.fill(sentence, 150) for sentence in a.recommendation)
-    text_area.text(0.01, 0.78, body, fontsize=9.5, va="top", linespacing=1.45)
-    axes = chart_area.subplots(1, 2)
-    crowded = charts.legend_columns(len(a.results) + 2) > 1  # a sweep's dozens of points
-    for ax, (_, title, _, draw, _) in zip(axes, [spec for spec in charts.specs(a) if spec[0] in COST_CHARTS]):
-        draw(ax, a)
-        ax.set_title(title, fontsize=10)
-        if crowded:  # two legends that size leave no room for the charts on one page
-            ax.get_legend().remove()
-    if crowded:
-        chart_area.suptitle(f"{len(a.results)} strategies: the legends are in report.html's charts", fontsize=8)
+    body = "\n".join(textwrap.fill(sentence, 165) for sentence in (a.summary or a.recommendation))
+    text_area.text(0.01, 0.78, body, fontsize=9, va="top", linespacing=1.4)
+    ax = chart_area.subplots()
+    charts.total_cost(ax, a)
+    ax.set_title("Total cost against monthly volume", fontsize=10)
+    notes_area.text(0.01, 0.98, _assumptions(a), fontsize=6.8, va="top", family="monospace", linespacing=1.3)
     return fig
+
+
+def _assumptions(a: Analysis) -> str:
+    from harness.report import tables
+
+    rows = tables.assumptions(a)
+    lines = [f"{r.assumption:<38} {r.value:<28} {textwrap.shorten(r.source, 120)}"
+             for r in rows.head(MAX_ASSUMPTIONS).itertuples()]
+    more = len(rows) - MAX_ASSUMPTIONS
+    return "\n".join(["Assumptions (edit them in the pricing config; every one is in report.html):", *lines,
+                      *([f"... and {more} more in report.html"] if more > 0 else [])])

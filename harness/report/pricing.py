@@ -23,9 +23,16 @@ def resolve(manifest, overrides: Sequence[str] = ()) -> PricingPlan:
         else:
             raise HarnessError(f"override '{item}': only pricing can change when a report is re-rendered "
                                "(pricing.KEY=VALUE or pricing=NAME); everything else is fixed by the run's records")
-    merged = OmegaConf.merge({"pricing": base if base is not None else load("default")},
-                             OmegaConf.from_dotlist(dotlist))
-    return PricingPlan.from_config(OmegaConf.to_container(merged, resolve=True)["pricing"])
+    merged = OmegaConf.to_container(OmegaConf.merge({"pricing": base if base is not None else load("default")},
+                                                    OmegaConf.from_dotlist(dotlist)), resolve=True)["pricing"]
+    # An assumption set at report time is the reader's own figure, no longer the default's source.
+    assumptions = dict(merged.get("assumptions") or {})
+    for item in dotlist:
+        key = item.split("=", 1)[0][len("pricing."):]
+        for listed in list(assumptions):
+            if key == listed or key.startswith(listed + "."):
+                assumptions[listed] = f"set when the report was rendered ({item})"
+    return PricingPlan.from_config({**merged, "assumptions": assumptions})
 
 
 def load(name: str) -> dict:

@@ -1,34 +1,38 @@
 """The recommendation at the configured volume, in plain words generated from the numbers: the most accurate
-strategy within budget, the cheapest within one point of it, the prompted/trained break-even, and whether the
-lead over the runner-up is more than noise."""
+strategy within budget, the cheapest within one point of it, where prompting and training break even (on the API
+model a team would buy) and when the training pays back, the models that retire within the horizon, and whether
+the lead over the runner-up is more than noise."""
 from __future__ import annotations
 
 import pandas as pd
 
 from harness.costs.plan import PricingPlan
-from harness.strategies.base import PROMPTED
+from harness.costs.tco import MAX_VOLUME, Option
+from harness.report.costing import Costs
 from harness.report.fmt import pct, points, pvalue, usd, volume
 
 ONE_POINT = 0.01  # "within one point" of the best: one percentage point of accuracy
 ALPHA = 0.05  # significance level for the Holm-adjusted McNemar test
 
 
-def recommend(results: pd.DataFrame, break_evens: pd.DataFrame, pairwise: pd.DataFrame,
+def recommend(results: pd.DataFrame, costs: Costs, pairwise: pd.DataFrame,
               plan: PricingPlan) -> tuple[str | None, list[str]]:
-    """(the recommended strategy or None, sentences). `results` needs strategy, family, accuracy,
-    accuracy_ci_low/high, total_usd, monthly_usd, within_budget."""
+    """(the recommended strategy or None, sentences). `results`: the candidates (never a retired model or a
+    scenario's `before` stage), with strategy, family, accuracy, accuracy_ci_low/high, total_usd, monthly_usd,
+    within_budget."""
     if results.empty:
-        return None, ["The run has no results to recommend from."]
+        return None, ["The run has no results to recommend from.", *retirements(costs, plan)]
     ranked = results.sort_values(["accuracy", "total_usd"], ascending=[False, True], kind="stable")
     affordable = ranked[ranked["within_budget"].astype(bool)]
     if affordable.empty:
         cheapest = ranked.sort_values("monthly_usd", kind="stable").iloc[0]
         return None, [f"At {volume(plan.monthly_volume)} items a month, no strategy keeps within the monthly budget "
                       f"of {usd(plan.monthly_budget_usd)}; the cheapest, {cheapest.strategy}, averages "
-                      f"{usd(cheapest.monthly_usd)} a month.", _break_even(ranked, break_evens, plan)]
+                      f"{usd(cheapest.monthly_usd)} a month.", *decision_sentences(costs, plan),
+                      *retirements(costs, plan)]
     best = affordable.iloc[0]
     sentences = [_most_accurate(best, ranked, plan), _cheapest_near(best, affordable),
-                 _break_even(ranked, break_evens, plan)]
+                 *decision_sentences(costs, plan), *retirements(costs, plan)]
     runner_up = ranked[ranked["strategy"] != best.strategy]
     if not runner_up.empty:
         sentences.append(_significance(best.strategy, runner_up.iloc[0], pairwise))
@@ -59,25 +63,63 @@ def _cheapest_near(best, affordable: pd.DataFrame) -> str:
             f"{usd(cheapest.total_usd)} in total ({pct(saving, 0)} less).")
 
 
-def _break_even(ranked: pd.DataFrame, break_evens: pd.DataFrame, plan: PricingPlan) -> str:
-    """Between the most accurate prompted strategy and the most accurate of the others (trained, or a family of
-    its own)."""
-    prompted_side = ranked.loc[ranked["family"] == PROMPTED]
-    other_side = ranked.loc[ranked["family"] != PROMPTED]
-    if prompted_side.empty or other_side.empty:
-        missing = "prompted" if prompted_side.empty else "trained"
-        return f"The run has no {missing} strategy, so there is no prompted/trained break-even volume."
-    prompted, trained = prompted_side["strategy"].iloc[0], other_side["strategy"].iloc[0]
-    row = break_evens[(break_evens["prompted"] == prompted) & (break_evens["trained"] == trained)].iloc[0]
-    pair = f"{prompted} (prompted) and {trained} ({other_side['family'].iloc[0]})"
-    if row.kind == "equal":
-        return f"{pair} cost the same at every volume."
-    if row.kind == "never":
-        return f"{pair} never break even: {row.cheaper_below} costs less at every volume."
-    now = row.cheaper_below if plan.monthly_volume < row.monthly_volume else row.cheaper_above
-    return (f"{pair} break even at {volume(row.monthly_volume)} items a month: below that {row.cheaper_below} costs "
-            f"less over {plan.horizon_months:g} months, above it {row.cheaper_above} does "
-            f"(at {volume(plan.monthly_volume)} a month, {now}).")
+def label(option: Option) -> str:
+    """An option as a reader should read it: a projected one says whose accuracy it carries."""
+    if option.projected:
+        return f"{option.strategy} on {option.model} (cost projected; accuracy measured on the run's own model)"
+    return f"{option.name} ({option.family})"
+
+
+def decision_sentences(costs: Costs, plan: PricingPlan) -> list[str]:
+    """Where the decision's pair break even, the volumes over which the cheaper stays cheaper, and when the
+    trained option's extra up-front cost pays back."""
+    d = costs.decision
+    if d is None:
+        return ["The run does not have both a prompted and a trained strategy, so there is no prompted/trained "
+                "break-even volume."]
+    pair, even = f"{label(d.prompted)} and {d.trained.name} ({d.trained.family})", d.break_even
+    if even.kind == "equal":
+        sentences = [f"{pair} cost the same at every volume."]
+    elif even.kind == "never":
+        sentences = [f"{pair} never break even: {even.cheaper_below} costs less at every volume up to "
+                     f"{volume(MAX_VOLUME)} items a month."]
+    else:
+        sentences = [f"{pair} break even at {volume(even.monthly_volume)} items a month: below that "
+                     f"{even.cheaper_below} costs less over {plan.horizon_months:g} months, above it "
+                     f"{even.cheaper_above} does (at {volume(plan.monthly_volume)} a month, {d.cheaper})."]
+    low, high = d.holds
+    if even.kind == "crosses":
+        span = f"below {volume(high)}" if low == 0 else f"above {volume(low)}"
+        sentences.append(f"{d.cheaper} stays the cheaper of the two at any monthly volume {span}.")
+    month = d.payback_month
+    trained, prompted = costs.bills[d.trained.name], costs.bills[d.prompted.name]
+    extra = trained.upfront_usd - prompted.upfront_usd
+    if month == 0.0:
+        sentences.append(f"{d.trained.name} costs no more up front than {d.prompted.name}.")
+    elif month is None:
+        sentences.append(f"{d.trained.name}'s extra {usd(extra)} up front does not pay back within "
+                         f"{plan.horizon_months:g} months at {volume(plan.monthly_volume)} items a month.")
+    else:
+        sentences.append(f"{d.trained.name}'s extra {usd(extra)} up front pays back in month {month:.1f}.")
+    return sentences
+
+
+def retirements(costs: Costs, plan: PricingPlan) -> list[str]:
+    """Every API model that has retired (never recommended) or retires within the horizon (its move counted)."""
+    out, seen = [], set()
+    for name, b in costs.bills.items():
+        model = b.option.model
+        if b.retires_on is None or model in seen:
+            continue
+        seen.add(model)
+        source = b.option.quote.retirement_source if b.option.quote else "pricing.retirements"
+        if b.retired:
+            out.append(f"{model} retired on {b.retires_on} ({source}): options on it are shown but never "
+                       "recommended.")
+        elif b.part("retirement"):
+            out.append(f"{model} retires on {b.retires_on} ({source}), inside the {plan.horizon_months:g}-month "
+                       f"horizon: each option on it is charged one move to its successor ({usd(b.part('retirement'))}).")
+    return out
 
 
 def _significance(best: str, other, pairwise: pd.DataFrame) -> str:

@@ -29,30 +29,76 @@ def results(a: Analysis) -> pd.DataFrame:
 
 
 def total_cost(a: Analysis) -> pd.DataFrame:
-    plan, r = a.plan, a.results
-    lines = [a.lines[name] for name in r["strategy"]]
-    return pd.DataFrame({
-        "strategy": r["strategy"], "family": r["family"],
-        "one-off fit": [usd(line.fit_usd) for line in lines],
-        "retrains": [f"{line.retrains} x {usd(line.retrain_usd)}" for line in lines],
-        "fixed fees a month": [usd(line.fixed_monthly_usd) for line in lines],
-        "$ per 1k items": [usd(1000 * line.cost_per_item_usd) for line in lines],
-        f"inference over {plan.horizon_months:g} months": [usd(line.usd_per_monthly_item * plan.monthly_volume)
-                                                          for line in lines],
-        f"total over {plan.horizon_months:g} months": r["total_usd"].map(usd),
-        "a month": r["monthly_usd"].map(usd),
-        "within budget": ["yes" if ok else "no" for ok in r["within_budget"]],
-    })
+    """Every option (measured strategies, then prompted strategies projected onto API models) at the plan's
+    volume, component by component."""
+    plan, accuracy = a.plan, dict(zip(a.results["strategy"], a.results["accuracy"]))
+    months = f"{plan.horizon_months:g} months"
+    rows = []
+    for name, b in a.costs.bills.items():
+        o = b.option
+        note = ("retired" if b.retired else "") or (f"retires {b.retires_on}" if b.retires_on else "")
+        rows.append({
+            "option": name, "family": o.family,
+            "accuracy": pct(accuracy[o.strategy]) + (" (measured on the run's model)" if o.projected else ""),
+            "build": usd(b.part("build")), "fit": usd(b.part("fit")), "upkeep": usd(b.part("upkeep")),
+            "new categories": usd(b.part("new categories")), "retirement": usd(b.part("retirement")),
+            "serving or API calls": usd(b.part("serving") + b.part("inference") + b.part("fees")),
+            f"total over {months}": usd(b.total_usd), "a month": usd(b.total_usd / plan.horizon_months),
+            "within budget": "yes" if plan.monthly_budget_usd is None or
+                             b.total_usd / plan.horizon_months <= plan.monthly_budget_usd else "no",
+            "note": ", ".join(x for x in ("projected" if o.projected else "", note) if x)})
+    return pd.DataFrame(rows)
+
+
+def bill_detail(a: Analysis) -> pd.DataFrame:
+    """The decision pair's bills, one row per component with its arithmetic: checkable by hand."""
+    d = a.costs.decision
+    if d is None:
+        return pd.DataFrame()
+    rows = [{"option": o.name, "component": c.name, "usd": usd(c.usd), "how": c.how}
+            for o in (d.prompted, d.trained) for c in a.costs.bills[o.name].components]
+    return pd.DataFrame(rows)
 
 
 def break_even(a: Analysis) -> pd.DataFrame:
-    b = a.break_evens
+    b = a.costs.break_evens
     return pd.DataFrame({
         "prompted": b["prompted"], "trained": b["trained"],
         "break-even items a month": [volume(v) if kind == "crosses" else kind
                                      for kind, v in zip(b["kind"], b["monthly_volume"])],
         "cheaper below": b["cheaper_below"].fillna("(same)"), "cheaper above": b["cheaper_above"].fillna("(same)"),
     })
+
+
+def sensitivity(a: Analysis) -> pd.DataFrame:
+    d = a.costs.decision
+    if d is None:
+        return pd.DataFrame()
+    t = d.sensitivity
+
+    def even(v):
+        return "never" if v is None or pd.isna(v) else volume(v)
+
+    return pd.DataFrame({
+        "input (halved / doubled)": t["input"], "planned": t["planned"].map("{:g}".format),
+        "break-even if halved": t["break_even_low"].map(even), "if doubled": t["break_even_high"].map(even),
+        "cheaper at plan if halved": t["cheaper_low"], "if doubled ": t["cheaper_high"]})
+
+
+def assumptions(a: Analysis) -> pd.DataFrame:
+    """The plan's assumptions: each dotted key, its value in this report, and where the default comes from."""
+    from harness.report.sensitivity import plan_value
+
+    rows = []
+    for key, source in a.plan.assumptions.items():
+        try:
+            value = plan_value(a.plan, key)
+        except (AttributeError, KeyError):
+            value = "(not a pricing key)"
+        shown = (", ".join(f"{k}: {v:g}" for k, v in value.items()) if isinstance(value, dict)
+                 else f"{value:g}" if isinstance(value, float) else str(value))
+        rows.append({"assumption": key, "value": shown, "source": source})
+    return pd.DataFrame(rows)
 
 
 def significance(a: Analysis) -> pd.DataFrame:
@@ -125,23 +171,47 @@ def retrain(a: Analysis) -> pd.DataFrame:
         "priced as": [fits[name].fit_basis for name in rows["strategy"]]})
 
 
-PROJECTION_NOTE = ("What the same prompts would cost per 1,000 items on each API model, from their tokens counted "
-                   "with that model's tokenizer and the completion tokens measured here; no API model was called "
-                   "and accuracy on them is unknown.")
+PROJECTION_NOTE = ("What the same prompts would cost on each API model: tokens counted with that model's "
+                   "tokenizer, the shared prefix that prompt caching can serve, the completion tokens measured here, "
+                   "and the model's published prices in each billing mode. No API model was called: the accuracy is "
+                   "the run's own model's.")
 
 
-def projection(manifest) -> pd.DataFrame:
-    """The prompted strategies' recorded prompts priced on API models (harness.costs.projection), beside the cost
-    measured on the run's own model. Empty when the run has no projection."""
-    rows = manifest.projection
-    if not rows:
-        return pd.DataFrame()
-    frame = pd.DataFrame(rows)
-    return pd.DataFrame({
-        "strategy": frame["strategy"], "if run on (projected)": frame["api_model"],
-        "projected $ per 1k": frame["projected_cost_per_1k_usd"].map("{:.4f}".format),
-        "measured on": frame["measured_model"],
-        "measured $ per 1k": frame["measured_cost_per_1k_usd"].map("{:.4f}".format),
-        "prompt / completion tokens": [f"{p:.0f} / {c:.1f}" for p, c in
-                                       zip(frame["prompt_tokens_mean"], frame["completion_tokens_mean"])],
-        "tokenizer": frame["tokenizer"], "price source": frame["price_source"]})
+def projection(a: Analysis) -> pd.DataFrame:
+    """The prompted strategies' prompts priced on API models in every billing mode, at the plan's volume. Empty
+    when the run has no projection."""
+    from harness.costs.api import mode_note, per_item_usd
+
+    plan, rows = a.plan, []
+    for name, o in a.costs.options.items():
+        if o.quote is None:
+            continue
+        q, t = o.quote, o.tokens
+        cost = {mode: 1000 * per_item_usd(q, t, mode, plan.api, plan.monthly_volume)
+                for mode in ("on_demand", "cached", "batch")}
+        rows.append({"option": name, "API model": q.model, "prompt / prefix / completion tokens":
+                     f"{t.prompt:,.0f} / {t.prefix:,.0f} / {t.completion:.1f}",
+                     "$ per 1k on demand": f"{cost['on_demand']:.4f}", "cached": f"{cost['cached']:.4f}",
+                     "batch": f"{cost['batch']:.4f}", "caching": mode_note(q, t, "cached", plan.api,
+                                                                          plan.monthly_volume),
+                     "retires": q.retires_on or "not dated", "price source": q.source})
+    return pd.DataFrame(rows)
+
+
+def sections(a: Analysis) -> dict[str, tuple[str, pd.DataFrame]]:
+    """The report's tables after the results, in order, each with its title: shared by report.md and
+    report.html, so the two never drift apart. Tables with nothing to show are left out."""
+    out = {"total_cost": (f"Total cost of ownership at {volume(a.plan.monthly_volume)} items a month",
+                          total_cost(a)),
+           "bill_detail": ("The decision's two bills, component by component", bill_detail(a)),
+           "break_even": ("Break-even volumes (prompted against trained)", break_even(a)),
+           "sensitivity": ("What moves the break-even: each assumption halved and doubled", sensitivity(a)),
+           "assumptions": ("Assumptions behind the costs", assumptions(a)),
+           "projection": ("Projected API cost (a projection, not measured)", projection(a)),
+           "retrain": ("What one retrain costs (trained strategies)", retrain(a))}
+    if not a.learning_curve.empty:
+        out["learning_curve"] = ("Learning curves", learning_curve(a))
+    if a.scenario is not None:
+        out["scenario"] = ("New categories: before and after adapting", scenario(a))
+    out["significance"] = ("Significance (McNemar exact, Holm-adjusted)", significance(a))
+    return {key: (title, frame) for key, (title, frame) in out.items() if not frame.empty}
