@@ -15,16 +15,18 @@ if TYPE_CHECKING:
 INVALID = "<invalid>"  # stands for "no label" in per-class tables and confusion matrices
 
 
-def summarize(records: pd.DataFrame, fits: Mapping[str, "FitRecord"], *, seed: int = 0) -> pd.DataFrame:
+def summarize(records: pd.DataFrame, fits: Mapping[str, "FitRecord"], *, seed: int = 0,
+              groups: pd.Series | None = None) -> pd.DataFrame:
     """One row per strategy: accuracy with a 95% bootstrap interval, macro-F1, latency percentiles,
     throughput, cost per 1,000 items, fit time and cost, error and invalid counts.
 
     `fits` (the manifest's fit records) carry what records cannot: model name, fit seconds and cost, predict
-    wall seconds, the training items."""
+    wall seconds, the training items. `groups` (item id -> group): intervals resample groups of items."""
     rows = []
     for name, group in records.groupby("strategy", sort=False):
         fit = fits[name]
-        rows.append({"strategy": name, "model": fit.model, **score(group, seed=seed),
+        g = None if groups is None else groups.reindex(group["item_id"]).to_numpy()
+        rows.append({"strategy": name, "model": fit.model, **score(group, seed=seed, groups=g),
                      "fit_seconds": fit.fit_seconds, "fit_cost_usd": fit.fit_cost_usd,
                      "throughput_items_per_s": _throughput(group, fit), "latency_basis": fit.latency_basis,
                      "single_item_latency_p50_ms": _single_item_p50(group), **training_columns(fit)})
@@ -42,16 +44,44 @@ def training_columns(fit: "FitRecord") -> dict:
 def _single_item_p50(group: pd.DataFrame) -> float:
     """Median of the single-item latencies that batch-amortised strategies measure on a sample of items
     (records' extra `single_item_latency_ms`); NaN for strategies that do not."""
-    extras = group["extra"].dropna().map(lambda e: json.loads(e) if isinstance(e, str) else e)
-    values = [e["single_item_latency_ms"] for e in extras if isinstance(e, dict) and "single_item_latency_ms" in e]
+    values = [e["single_item_latency_ms"] for e in _extras(group) if "single_item_latency_ms" in e]
     return _pct(np.asarray(values, dtype=float), 50)
 
 
-def score(group: pd.DataFrame, *, seed: int = 0) -> dict:
+def sampling(group: pd.DataFrame) -> dict | None:
+    """How stable one strategy's answers are when each item was sampled several times (records' extra
+    `samples`, harness.strategies.prompted); None when it was asked once per item.
+
+    n_samples: samples per item. changed_share: the share of items whose samples did not all give the same
+    answer. sample_accuracy: the accuracy of one sample (correctness averaged over every sample), what
+    `aggregate: first` estimates; against `accuracy` it shows what a majority vote adds.
+    within_item_variance: the mean over items of the variance of one sample's correctness, k/(k-1) p(1-p) for
+    p of k samples right (unbiased). sampling_se: the standard error that sampling alone adds to a
+    single-sample accuracy, sqrt(within_item_variance / items)."""
+    gold = group["gold"].astype(str).to_numpy()
+    samples = [(e["samples"], g) for e, g in zip(_extras(group), gold) if "samples" in e]
+    if not samples:
+        return None
+    right = [np.array([label == g for label in labels], dtype=float) for labels, g in samples]
+    variance = np.array([r.var(ddof=1) for r in right])
+    return {"n_samples": max(len(r) for r in right),
+            "changed_share": float(np.mean([len(set(labels)) > 1 for labels, _ in samples])),
+            "sample_accuracy": float(np.mean(np.concatenate(right))),
+            "within_item_variance": float(variance.mean()),
+            "sampling_se": float(np.sqrt(variance.mean() / len(right)))}
+
+
+def _extras(group: pd.DataFrame) -> list[dict]:
+    """One dictionary per record: its extra (JSON text in predictions.parquet), empty where it has none."""
+    extras = [json.loads(e) if isinstance(e, str) else e for e in group["extra"]]
+    return [e if isinstance(e, dict) else {} for e in extras]
+
+
+def score(group: pd.DataFrame, *, seed: int = 0, groups=None) -> dict:
     from sklearn.metrics import f1_score
 
     correct = group["correct"].astype(bool).to_numpy()
-    low, high = bootstrap_ci(correct, seed=seed)
+    low, high = bootstrap_ci(correct, seed=seed, groups=groups)
     gold = group["gold"].astype(str)
     latency = group["latency_ms"].astype(float).to_numpy()
     errors = group["error"].notna()

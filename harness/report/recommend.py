@@ -1,8 +1,11 @@
-"""The recommendation at the configured volume, in plain words generated from the numbers: the most accurate
-strategy within budget, the cheapest within one point of it, where prompting and training break even (on the API
-model a team would buy) and when the training pays back, the models that retire within the horizon, and whether
-the lead over the runner-up is more than noise."""
+"""The recommendation at the configured volume, in plain words generated from the numbers: the best candidate by
+the decision's metric within budget, the cheapest candidate shown to be no worse than it (non-inferiority),
+where prompting and training break even (on the API model a team would buy) and when the training pays back, the
+models that retire within the horizon, whether the lead over the runner-up is more than noise (within the
+decision's own comparisons), and whether the held-out set is big enough to tell."""
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -10,57 +13,111 @@ from harness.costs.plan import PricingPlan
 from harness.costs.tco import MAX_VOLUME, Option
 from harness.report.costing import Costs
 from harness.report.fmt import pct, points, pvalue, usd, volume
-
-ONE_POINT = 0.01  # "within one point" of the best: one percentage point of accuracy
-ALPHA = 0.05  # significance level for the Holm-adjusted McNemar test
+from harness.report.verdict import Verdict
 
 
-def recommend(results: pd.DataFrame, costs: Costs, pairwise: pd.DataFrame,
-              plan: PricingPlan) -> tuple[str | None, list[str]]:
-    """(the recommended strategy or None, sentences). `results`: the candidates (never a retired model or a
-    scenario's `before` stage), with strategy, family, accuracy, accuracy_ci_low/high, total_usd, monthly_usd,
-    within_budget."""
-    if results.empty:
+def p_is(p: float) -> str:
+    text = pvalue(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def recommend(v: Verdict, over_budget: pd.DataFrame, costs: Costs, plan: PricingPlan) -> tuple[str | None, list[str]]:
+    """(the recommended strategy or None, sentences). `v` was computed on the candidates within budget (all of
+    them when none is); `over_budget`: the candidates that are not."""
+    if v.ranked.empty:
         return None, ["The run has no results to recommend from.", *retirements(costs, plan)]
-    ranked = results.sort_values(["accuracy", "total_usd"], ascending=[False, True], kind="stable")
-    affordable = ranked[ranked["within_budget"].astype(bool)]
-    if affordable.empty:
-        cheapest = ranked.sort_values("monthly_usd", kind="stable").iloc[0]
+    if plan.monthly_budget_usd is not None and not v.ranked["within_budget"].astype(bool).any():
+        cheapest = v.ranked.sort_values("monthly_usd", kind="stable").iloc[0]
         return None, [f"At {volume(plan.monthly_volume)} items a month, no strategy keeps within the monthly budget "
                       f"of {usd(plan.monthly_budget_usd)}; the cheapest, {cheapest.strategy}, averages "
                       f"{usd(cheapest.monthly_usd)} a month.", *decision_sentences(costs, plan),
                       *retirements(costs, plan)]
-    best = affordable.iloc[0]
-    sentences = [_most_accurate(best, ranked, plan), _cheapest_near(best, affordable),
-                 *decision_sentences(costs, plan), *retirements(costs, plan)]
-    runner_up = ranked[ranked["strategy"] != best.strategy]
-    if not runner_up.empty:
-        sentences.append(_significance(best.strategy, runner_up.iloc[0], pairwise))
-    return best.strategy, sentences
+    best = v.ranked.iloc[0]
+    sentences = [_headline(best, v, over_budget, plan), _cheaper(best, v), *decision_sentences(costs, plan),
+                 *retirements(costs, plan), *_lead(best, v)]
+    return best.strategy, [s for s in sentences if s]
 
 
-def _most_accurate(best, ranked: pd.DataFrame, plan: PricingPlan) -> str:
+def _headline(best, v: Verdict, over_budget: pd.DataFrame, plan: PricingPlan) -> str:
     budget = "" if plan.monthly_budget_usd is None else f" within the {usd(plan.monthly_budget_usd)} monthly budget"
-    text = (f"At {volume(plan.monthly_volume)} items a month over {plan.horizon_months:g} months, the most accurate "
-            f"strategy{budget} is {best.strategy} ({best.family}): {pct(best.accuracy)} accurate (95% CI "
-            f"{pct(best.accuracy_ci_low)} to {pct(best.accuracy_ci_high)}), {usd(best.total_usd)} in total, "
-            f"{usd(best.monthly_usd)} a month.")
-    better = ranked[(ranked["accuracy"] > best.accuracy) & ~ranked["within_budget"].astype(bool)]
+    scores = (f"{pct(best.accuracy)} accurate (95% CI {pct(best.accuracy_ci_low)} to {pct(best.accuracy_ci_high)})"
+              if v.rule.metric == "accuracy" else
+              f"macro-F1 {best.macro_f1:.3f} (95% CI {best.macro_f1_ci_low:.3f} to {best.macro_f1_ci_high:.3f}), "
+              f"{pct(best.accuracy)} accurate")
+    money = f"{usd(best.total_usd)} in total, {usd(best.monthly_usd)} a month"
+    if len(v.ranked) == 1 and over_budget.empty:
+        return (f"The run has one option to adopt, {best.strategy} ({best.family}): {scores}, {money} at "
+                f"{volume(plan.monthly_volume)} items a month over {plan.horizon_months:g} months.")
+    which = "the most accurate strategy" if v.rule.metric == "accuracy" else "the strategy with the best macro-F1"
+    text = (f"At {volume(plan.monthly_volume)} items a month over {plan.horizon_months:g} months, {which}{budget} is "
+            f"{best.strategy} ({best.family}): {scores}, {money}.")
+    better = over_budget[over_budget[v.rule.metric] > best[v.rule.metric]]
     if not better.empty:
-        top = better.iloc[0]
-        text += (f" {top.strategy} is more accurate ({pct(top.accuracy)}) but averages {usd(top.monthly_usd)} a "
-                 "month, over budget.")
+        top = better.sort_values(v.rule.metric, ascending=False, kind="stable").iloc[0]
+        text += (f" {top.strategy} scores higher ({pct(top.accuracy)} accurate) but averages {usd(top.monthly_usd)} "
+                 "a month, over budget.")
     return text
 
 
-def _cheapest_near(best, affordable: pd.DataFrame) -> str:
-    near = affordable[affordable["accuracy"] >= best.accuracy - ONE_POINT - 1e-12]
-    cheapest = near.sort_values(["total_usd", "accuracy"], ascending=[True, False], kind="stable").iloc[0]
-    if cheapest.strategy == best.strategy:
-        return f"No strategy within one point of {best.strategy}'s accuracy costs less."
-    saving = 1 - cheapest.total_usd / best.total_usd if best.total_usd else 0.0
-    return (f"The cheapest within one point of it is {cheapest.strategy}: {pct(cheapest.accuracy)} accurate, "
-            f"{usd(cheapest.total_usd)} in total ({pct(saving, 0)} less).")
+def _cheaper(best, v: Verdict) -> str:
+    """The cheaper and no worse: a one-sided non-inferiority test of accuracy, not a point-estimate rule."""
+    margin = f"{v.rule.margin_points:g} point{'s' if v.rule.margin_points != 1 else ''}"
+    test = f"Tango's score test of non-inferiority, margin {margin}, one-sided alpha {v.rule.alpha:g}"
+    if not v.cheaper_tested:
+        return f"No option to adopt costs less than {best.strategy}." if len(v.ranked) > 1 else ""
+    totals = dict(zip(v.ranked["strategy"], v.ranked["total_usd"]))
+    name, ni = v.cheaper if v.cheaper else v.cheaper_tested[0]
+    saving = 1 - totals[name] / best.total_usd if best.total_usd else 0.0
+    shown = (f"accuracy {points(ni.estimate)} against {best.strategy}, at worst {points(ni.lower)} "
+             f"({1 - v.rule.alpha:.0%} one-sided bound; {test}, {p_is(ni.p_value)})")
+    if v.cheaper:
+        return (f"{name} costs {pct(saving, 0)} less ({usd(totals[name])} in total) and is no worse than "
+                f"{best.strategy} by more than {margin}: {shown}.")
+    return (f"No cheaper option is shown to be within {margin} of {best.strategy}: the cheapest, {name} "
+            f"({pct(saving, 0)} less), has {shown}.")
+
+
+def _lead(best, v: Verdict) -> list[str]:
+    """The lead over the runner-up within the decision's family, and whether the held-out set can see it."""
+    out = []
+    if not v.family.empty:
+        row = v.family[v.family["b"] == v.ranked["strategy"].iloc[1]].iloc[0]
+        verdict = "is statistically significant" if row.p_holm < v.rule.alpha else "is not statistically significant"
+        comparisons = len(v.family)
+        family = ("" if comparisons == 1 else
+                  f", Holm-adjusted over the decision's {comparisons} comparisons")
+        f1 = (f"; macro-F1 {-row.macro_f1_diff_b_minus_a:+.3f} (95% CI {-row.macro_f1_diff_ci_high:+.3f} to "
+              f"{-row.macro_f1_diff_ci_low:+.3f})" if "macro_f1_diff_b_minus_a" in row else "")
+        out.append(f"Against the runner-up, {row.b}, {best.strategy} differs by {points(-row.diff_b_minus_a)} in "
+                   f"accuracy (95% CI {points(-row.diff_ci_high)} to {points(-row.diff_ci_low)}){f1}; the difference "
+                   f"{verdict} (McNemar exact test{family}, {p_is(row.p_holm)}, {row.n_items} paired items).")
+    d = v.detectable
+    if d is not None:
+        power = f"{v.rule.power:.0%} power"
+        if math.isinf(d.difference):
+            out.append(f"{d.best} and {d.other} answer alike on every item: no held-out set of this size can tell "
+                       "them apart.")
+        else:
+            text = (f"With {d.n_items:,.0f} {'effective ' if v.groups else ''}held-out items, {pct(d.discordance)} "
+                    f"of them answered right by exactly one of {d.best} and {d.other}, the smallest difference this "
+                    f"set detects at {power} is {points(d.difference)}")
+            if abs(d.observed) < d.difference:
+                need = f" (about {d.needed:,} would be needed)" if d.needed else ""
+                text += (f"; the observed {points(d.observed)} is smaller, so the held-out set is too small to "
+                         f"separate them{need}.")
+            else:
+                text += f"; the observed {points(d.observed)} is larger."
+            out.append(text)
+    if v.groups is not None:
+        column, n_groups, deff = v.groups
+        out.append(f"Items are not independent: every interval and test resamples the {n_groups:,} groups of column "
+                   f"'{column}' (design effect {deff:.2f} for the top pair).")
+    if v.metric_disagreement:
+        other = "macro-F1" if v.rule.metric == "accuracy" else "accuracy"
+        out.append(f"By {other} the best is {v.metric_disagreement}, not {best.strategy}: the metrics disagree, which "
+                   "usually means the rare classes fare differently; rank by the other with "
+                   f"decision.metric={'macro_f1' if other == 'macro-F1' else 'accuracy'}.")
+    return out
 
 
 def label(option: Option) -> str:
@@ -120,14 +177,3 @@ def retirements(costs: Costs, plan: PricingPlan) -> list[str]:
             out.append(f"{model} retires on {b.retires_on} ({source}), inside the {plan.horizon_months:g}-month "
                        f"horizon: each option on it is charged one move to its successor ({usd(b.part('retirement'))}).")
     return out
-
-
-def _significance(best: str, other, pairwise: pd.DataFrame) -> str:
-    row = pairwise[((pairwise["a"] == best) & (pairwise["b"] == other.strategy))
-                   | ((pairwise["a"] == other.strategy) & (pairwise["b"] == best))].iloc[0]
-    sign = 1 if row.b == best else -1  # the table holds b - a; speak of best - other
-    low, high = sorted((sign * row.diff_ci_low, sign * row.diff_ci_high))
-    verdict = "is statistically significant" if row.p_holm < ALPHA else "is not statistically significant"
-    return (f"Against the next most accurate, {other.strategy}, {best} differs by {points(sign * row.diff_b_minus_a)} "
-            f"(95% CI {points(low)} to {points(high)}); the difference {verdict} (McNemar exact test, "
-            f"Holm-adjusted p = {pvalue(row.p_holm)}, {row.n_items} paired items).")
