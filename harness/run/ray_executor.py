@@ -1,0 +1,225 @@
+"""`executor=ray`: a stage's held-out items sharded across Ray workers.
+
+The driver (the `harness run` process) fits each strategy as it always does, then splits the items it has not
+recorded into `num_workers` shards by a hash of their ids (harness.run.executors.shards). Each shard is predicted
+by one Ray actor that unpickles the fitted strategy once and streams its predictions back in small batches; the
+driver hands them to the runner, which alone writes the run directory. When a worker dies (killed, out of memory,
+its node lost), the driver starts another actor for that shard with only the items not yet recorded, up to
+`max_retries` times per shard.
+
+What is shipped: the fitted strategy, pickled (its learned state; an embedder travels without its model and its
+cache connection, a local LLM endpoint as the recipe that starts one server per worker, harness.llm.factory).
+What is not: strategies whose `distributable` is false (prompted strategies on an API model, bound by the
+provider's rate limits, not by cores) predict on the driver with their async client, as under executor=local.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+from harness.errors import HarnessError, choices
+from harness.run.executors import shards
+from harness.strategies.base import Prediction, Strategy
+
+log = logging.getLogger(__name__)
+
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type")
+# A worker sends what it has every BATCH_ITEMS predictions or BATCH_SECONDS, whichever comes first: one Ray object
+# per item costs more than a fast strategy's prediction, and a slow one (a local LLM) should not hold finished
+# items back for long.
+BATCH_ITEMS, BATCH_SECONDS = 256, 0.5
+
+
+class ShardWorker:
+    """A Ray actor's body, kept for the whole run so its process imports the libraries once: the fitted strategy
+    of the stage at hand (unpickled once per stage) and the predictions of one shard."""
+
+    def __init__(self, cwd: str) -> None:
+        # Relative paths (the run directory, caches, model files) mean what they mean on the driver wherever the
+        # workers share its file system.
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
+        self.strategy: Strategy | None = None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def load(self, strategy_pickle: bytes) -> None:
+        import pickle
+
+        if self.strategy is not None:
+            self.strategy.close()
+        self.strategy = pickle.loads(strategy_pickle)
+
+    def predict(self, items: Sequence) -> Iterator[list[Prediction]]:
+        batch, flushed = [], time.monotonic()
+        for prediction in self.strategy.predict(items):
+            batch.append(prediction)
+            if len(batch) >= BATCH_ITEMS or time.monotonic() - flushed >= BATCH_SECONDS:
+                yield batch
+                batch, flushed = [], time.monotonic()
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        """Stops what the strategies started here; local model servers stay up between stages until now."""
+        from harness.llm.factory import close_reconnected
+
+        try:
+            if self.strategy is not None:
+                self.strategy.close()
+        finally:
+            close_reconnected()
+
+
+@dataclass
+class _Shard:
+    index: int
+    left: dict[str, Any]  # item id -> item, for the items not yet streamed back
+    attempt: int = 0
+
+
+class RayExecutor:
+    """`address`: an existing cluster (`ray://...`, `HOST:PORT`, or `auto`); null starts a local one for the run,
+    bound to 127.0.0.1, and stops it at the end. `resources`: what each worker asks for (Ray's actor options,
+    e.g. {num_cpus: 1} or {num_gpus: 1}). `temp_dir`: a local cluster's session files and logs (null: Ray's
+    default)."""
+
+    def __init__(self, *, address: str | None = None, num_workers: int = 2, resources: Mapping | None = None,
+                 max_retries: int = 3, temp_dir: str | None = None) -> None:
+        self.address = address
+        self.num_workers = num_workers
+        self.resources = dict(resources or {"num_cpus": 1})
+        self.max_retries = max_retries
+        self.temp_dir = temp_dir
+        self.startup_seconds: float | None = None  # connecting to (or starting) the cluster, once per run
+        self._ray = None
+        self._started_here = False
+        self._workers: list = []  # Ray actor handles, one per shard index
+
+    def _check(self) -> None:
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 1:
+            raise HarnessError(f"config key 'executor.num_workers' must be a whole number >= 1, got "
+                               f"{self.num_workers!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise HarnessError(f"config key 'executor.max_retries' must be a whole number >= 0, got "
+                               f"{self.max_retries!r}")
+        for key in self.resources:
+            if key not in RESOURCE_KEYS:
+                raise choices("executor.resources key", key, RESOURCE_KEYS)
+
+    def start(self) -> float:
+        """Connects to the cluster (or starts the local one); returns the seconds it took. Idempotent."""
+        if self._ray is not None:
+            return 0.0
+        self._check()
+        t0 = time.perf_counter()
+        if self.address is None:
+            # Without this Ray's node binds the machine's network address, not loopback: a cluster of one machine
+            # has no reason to listen on the network. Read when ray is first imported.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            import ray
+        except ModuleNotFoundError as exc:
+            raise HarnessError("executor=ray needs Ray: pip install -e '.[ray]'") from exc
+        if ray.is_initialized():  # a cluster this process already joined (a notebook, a test): not ours to stop
+            self._ray = ray
+        else:
+            options = ({"address": self.address} if self.address is not None else
+                       {"_node_ip_address": "127.0.0.1", "include_dashboard": False, "_temp_dir": self.temp_dir})
+            try:
+                ray.init(**options, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise HarnessError(f"executor.address={self.address}: cannot join the Ray cluster: "
+                                   f"{str(exc).splitlines()[0]}") from exc
+            self._ray, self._started_here = ray, True
+        self.startup_seconds = time.perf_counter() - t0
+        where = self.address or "a local cluster on 127.0.0.1"
+        print(f"executor ray: {where} ready in {self.startup_seconds:.1f} s, {self.num_workers} workers of "
+              f"{self.resources}", file=sys.stderr)
+        return self.startup_seconds
+
+    def predict(self, strategy: Strategy, items: Sequence) -> Iterator[Prediction]:
+        if not strategy.distributable:
+            yield from strategy.predict(items)
+            return
+        self.start()
+        ray = self._ray
+        import ray.cloudpickle as cloudpickle
+
+        blob = ray.put(cloudpickle.dumps(strategy))
+        running: dict[Any, _Shard] = {}  # streaming generator -> its shard
+
+        def launch(shard: _Shard) -> None:
+            worker = self._worker(shard.index)
+            worker.load.remote(blob)  # an actor runs its calls in order: predict starts once it is loaded
+            running[worker.predict.remote(list(shard.left.values()))] = shard
+
+        for index, part in enumerate(shards(items, self.num_workers)):
+            launch(_Shard(index, {item.id: item for item in part}))
+        try:
+            while running:
+                [stream], _ = ray.wait(list(running), num_returns=1)
+                shard = running[stream]
+                try:
+                    batch = ray.get(next(stream))
+                except StopIteration:
+                    del running[stream]
+                    continue
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                        ray.exceptions.ObjectLostError) as exc:
+                    del running[stream]
+                    self._retry(strategy.name, shard, exc)
+                    launch(shard)
+                    continue
+                except ray.exceptions.RayTaskError as exc:  # the strategy itself raised: not a lost worker
+                    raise exc.cause if isinstance(exc.cause, HarnessError) else exc
+                for prediction in batch:
+                    shard.left.pop(prediction.item_id, None)
+                    yield prediction
+        finally:
+            for shard in running.values():  # interrupted: the workers' state is unknown, start afresh
+                self._replace(shard.index)
+
+    def _worker(self, index: int):
+        """The actor for shard `index`, started on first use (a worker's process lives for the run)."""
+        while len(self._workers) <= index:
+            self._workers.append(None)
+        if self._workers[index] is None:
+            actor = self._ray.remote(ShardWorker).options(max_restarts=0, **self.resources)
+            self._workers[index] = actor.remote(os.getcwd())
+        return self._workers[index]
+
+    def _replace(self, index: int) -> None:
+        self._ray.kill(self._workers[index])
+        self._workers[index] = None
+
+    def _retry(self, name: str, shard: _Shard, exc: Exception) -> None:
+        self._replace(shard.index)
+        shard.attempt += 1
+        reason = str(exc).splitlines()[0][:200]
+        if shard.attempt > self.max_retries:
+            raise HarnessError(f"{name}: the worker of shard {shard.index} died {shard.attempt} times "
+                               f"(executor.max_retries={self.max_retries}), {len(shard.left)} of its items "
+                               f"unrecorded; last: {reason}; `harness resume RUN_DIR` continues with them")
+        log.warning("%s: the worker of shard %d died (%s); retrying its %d unrecorded items (attempt %d of %d)",
+                    name, shard.index, reason, len(shard.left), shard.attempt, self.max_retries)
+
+    def close(self) -> None:
+        if self._ray is None:
+            return
+        ray, workers = self._ray, [w for w in self._workers if w is not None]
+        try:
+            ray.get([worker.close.remote() for worker in workers], timeout=60)
+        except ray.exceptions.RayError as exc:  # a worker already gone has nothing left to stop
+            log.warning("closing Ray workers: %s", str(exc).splitlines()[0])
+        finally:
+            for worker in workers:
+                ray.kill(worker)
+            if self._started_here:
+                ray.shutdown()  # stops the processes of a local cluster this run started; leaves others' alone
+            self._ray, self._started_here, self._workers = None, False, []

@@ -1,0 +1,201 @@
+"""executor=ray on a local Ray cluster bound to 127.0.0.1: the same predictions as a local run, a killed worker's
+shard finished by another with every item recorded exactly once, and fitted strategies that survive pickling.
+
+The cluster is started once for the module with `ray start` (loopback only, its own temporary directory, usage
+stats and token files off) and stopped by the PIDs of the processes it started, never with `ray stop`, which
+ends every Ray process on the machine."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.config import compose
+from harness.errors import HarnessError
+from harness.run.executors import shard_of, shards
+from harness.strategies.classic import TfidfClassifier
+from tests.conftest import run, tiny_overrides
+
+pytestmark = pytest.mark.ray
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _processes_under(marker: str) -> list[int]:
+    """PIDs of the processes whose command line names `marker` (the cluster's own temporary directory)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _listening(pids: list[int]) -> list[str]:
+    """Local addresses the given processes listen on (TCP)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
+
+
+def _stop(pids: list[int]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The address of a 2-CPU Ray head on 127.0.0.1, started for this module and stopped by its PIDs."""
+    saved = {key: os.environ.get(key) for key in RAY_ENV}
+    os.environ.update(RAY_ENV)  # before Ray is imported: it reads them then, in this process as in the cluster's
+    pytest.importorskip("ray")
+    temp_dir = tmp_path_factory.mktemp("ray")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray_cli = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    f"--temp-dir={temp_dir}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+        for key in (k for k, v in saved.items() if v is None):
+            os.environ.pop(key)
+        started = _processes_under(str(temp_dir))
+        addresses = _listening(started)
+        _stop(started)
+        assert not _processes_under(str(temp_dir))
+    assert addresses and all(address.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]")
+                             for address in addresses), addresses
+
+
+def _ray(cluster: str) -> list[str]:
+    return ["executor=ray", f"executor.address={cluster}"]
+
+
+def test_ray_run_gives_the_local_run_s_predictions_and_report(cluster, tiny_csv, tmp_path):
+    local = run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path / "local")]))
+    remote = run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path / "ray"), *_ray(cluster)]))
+    columns = ["strategy", "item_id", "gold", "pred", "correct", "error"]
+    local_rows = pd.read_parquet(local / "predictions.parquet")[columns]
+    remote_rows = pd.read_parquet(remote / "predictions.parquet")[columns]
+    assert len(remote_rows) == 3 * 32
+    pd.testing.assert_frame_equal(local_rows, remote_rows)  # rows in held-out order whichever executor ran
+    statistics = ["strategy", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "macro_f1_ci_low"]
+    pd.testing.assert_frame_equal(pd.read_csv(local / "results.csv")[statistics],
+                                  pd.read_csv(remote / "results.csv")[statistics])
+    assert json.loads((remote / "manifest.json").read_text())["status"] == "complete"
+
+
+class SlowTfidf(TfidfClassifier):
+    """tfidf_logreg at 0.1 s an item, each record naming the process that predicted it."""
+
+    def predict(self, items):
+        for prediction in super().predict(items):
+            time.sleep(0.1)
+            prediction.extra["pid"] = os.getpid()
+            yield prediction
+
+
+def _kill_first_worker(records: Path, killed: list[int]) -> None:
+    """Once the first records arrive, SIGKILLs the worker that predicted them (its shard is then half done)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        lines = records.read_text().splitlines() if records.exists() else []
+        if lines:
+            pid = json.loads(lines[0])["extra"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.02)
+
+
+def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(cluster, tiny_csv, tmp_path):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import the tests
+    cfg = compose(["~experiment", "+strategy@strategies.slow=tfidf_logreg",
+                   f"strategies.slow._target_={__name__}.SlowTfidf", *tiny_overrides(tiny_csv, tmp_path),
+                   *_ray(cluster)])
+    root, killed = tmp_path / "reports", []
+    watcher = threading.Thread(target=lambda: _kill_first_worker(_records_file(root), killed), daemon=True)
+    watcher.start()
+    run_dir = run(cfg)
+    watcher.join(timeout=5)
+    lines = [json.loads(line) for line in (run_dir / "records" / "slow.jsonl").read_text().splitlines()]
+    per_item = Counter(rec["item_id"] for rec in lines)
+    assert killed and len(per_item) == 32 and set(per_item.values()) == {1}
+    pids = {rec["extra"]["pid"] for rec in lines}
+    assert killed[0] in pids and len(pids) == 3  # two workers, and the one that took over the killed one's shard
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+
+
+def _records_file(root: Path) -> Path:
+    """The slow strategy's records in the one run directory that will appear under `root`."""
+    while True:
+        found = list(root.glob("*/*/*/records"))
+        if found:
+            return found[0] / "slow.jsonl"
+        time.sleep(0.02)
+
+
+def test_shards_follow_item_ids_not_their_order():
+    from harness.data import Example
+
+    items = [Example(f"item-{i}", "text", "label") for i in range(200)]
+    forward = shards(items, 3)
+    backward = shards(items[::-1], 3)
+    assert sorted(len(part) for part in forward) == sorted(len(part) for part in backward)
+    assert [{ex.id for ex in part} for part in forward] == [{ex.id for ex in part} for part in backward]
+    assert all(shard_of(ex.id, 3) == index for index, part in enumerate(forward) for ex in part)
+    assert min(len(part) for part in forward) > 40  # a hash spreads them, it does not pile them up
+
+
+@pytest.mark.parametrize("override, named", [("+executor.resources.gpus=1", "no executor.resources key 'gpus'"),
+                                             ("executor.num_workers=0", "executor.num_workers"),
+                                             ("executor.max_retries=-1", "executor.max_retries")])
+def test_bad_executor_settings_fail_in_one_line_before_any_cluster(override, named, tiny_csv, tmp_path):
+    from harness.run.runner import run as run_only
+
+    with pytest.raises(HarnessError, match=named):
+        run_only(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path), "executor=ray", override]))
+
+
+def test_a_fitted_embedding_strategy_ships_without_its_model_or_cache_connection(tiny_cfg, tmp_path):
+    from harness.config import instantiate
+    from harness.run.services import Services
+
+    cfg = tiny_cfg("classic")
+    dataset = instantiate(cfg.dataset)
+    services = Services(hardware=instantiate(cfg.hardware), run_dir=tmp_path,
+                        embedder_factory=lambda: instantiate(cfg.embedder))
+    strategy = instantiate(cfg.strategies.embed_logreg, name="embed_logreg").fit(dataset, services)
+    before = [p.pred for p in strategy.predict(dataset.heldout)]
+    copy = pickle.loads(pickle.dumps(strategy))
+    assert copy.embedder_._model is None and copy.embedder_._vectors == {}
+    assert copy.embedder_.store()._db is None
+    assert [p.pred for p in copy.predict(dataset.heldout)] == before
+    # served by the on-disk cache the original filled, not embedded again
+    assert copy.embedder_.from_disk == len({ex.text for ex in dataset.heldout})
+    services.close()
