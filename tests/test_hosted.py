@@ -12,11 +12,12 @@ from harness.cli import main
 from harness.config import compose, instantiate
 from harness.errors import HarnessError
 from harness.run.services import Services
-from harness.strategies.hosted import TrainingEstimate, count_tokens
+from harness.strategies.hosted import TrainingEstimate, count_tokens, training_closed
 from tests.conftest import tiny_overrides
 from tests.fake_openai import fake_openai  # noqa: F401  (the fixture)
 
 ADD = "+strategy@strategies.hosted_finetune=hosted_finetune"
+OPEN_DAY = "2026-12-01"  # gpt-4o-mini's fine-tuning still takes new jobs (until 2027-01-06); gpt-4.1-nano's retired
 
 
 def _strategy(tiny_csv, tmp_path, *extra):
@@ -52,7 +53,7 @@ def test_train_per_class_shrinks_the_file(tiny_csv, tmp_path):
 
 def test_dry_run_writes_chat_fine_tuning_jsonl(tiny_csv, tmp_path, capsys):
     out = tmp_path / "train.jsonl"
-    assert main(["hosted-finetune", "--dry-run", "--out", str(out), "experiment=classic",
+    assert main(["hosted-finetune", "--dry-run", "--date", OPEN_DAY, "--out", str(out), "experiment=classic",
                  *tiny_overrides(tiny_csv, tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "nothing was uploaded" in printed and "training cost:" in printed and "$" in printed
@@ -69,7 +70,7 @@ def test_dry_run_writes_chat_fine_tuning_jsonl(tiny_csv, tmp_path, capsys):
 
 def test_launch_without_a_key_fails_cleanly_naming_the_variable(tiny_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    code = main(["hosted-finetune", "--launch", "--out", str(tmp_path / "t.jsonl"), "experiment=classic",
+    code = main(["hosted-finetune", "--launch", "--date", OPEN_DAY, "--out", str(tmp_path / "t.jsonl"), "experiment=classic",
                  *tiny_overrides(tiny_csv, tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "OPENAI_API_KEY" in err and "nothing was uploaded" in err
@@ -132,3 +133,43 @@ def test_a_key_file_replaces_the_default_key_variable(tiny_csv, tmp_path):
     assert strategy.model["api_key_file"] == "key.txt" and strategy.model["api_key_env"] is None
     _, default, _ = _strategy(tiny_csv, tmp_path)
     assert default.model["api_key_env"] == "OPENAI_API_KEY"
+
+
+def test_dry_run_lists_every_provider_with_its_source_and_refuses_a_closed_base_model(tiny_csv, tmp_path, capsys):
+    out = tmp_path / "nano.jsonl"
+    code = main(["hosted-finetune", "--dry-run", "--date", OPEN_DAY, "--out", str(out), "experiment=classic",
+                 *tiny_overrides(tiny_csv, tmp_path), "strategies.hosted_finetune.base_model=gpt-4.1-nano-2025-04-14"])
+    printed, err = capsys.readouterr()
+    _, strategy, _ = _strategy(tiny_csv, tmp_path)
+    for model, price in strategy.prices.items():  # every entry, with its provider, training price and source
+        [line] = [line for line in printed.splitlines() if f" {model}: " in line]
+        assert line.startswith(f"  {price['provider']} ") and f"training ${price['training_usd_per_1m_tokens']:g}" in line
+        assert price["source"] in line and ("not offered" in line) == (model in {"gpt-4.1-nano-2025-04-14",
+                                                                              "gpt-3.5-turbo-0125"})
+    assert "gpt-4o-mini-2024-07-18: training $3" in printed and "this file:" in printed
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert ("base_model 'gpt-4.1-nano-2025-04-14' cannot be fine-tuned: its fine-tuned models retired on 2026-10-23"
+            in err and "still open on 2026-12-01: gpt-4.1-2025-04-14, gpt-4.1-mini-2025-04-14" in err)
+    assert not out.exists()  # refused before anything was written
+
+
+def test_fine_tuning_closes_on_the_first_of_new_jobs_closing_and_retirement():
+    import datetime as dt
+
+    price = {"new_jobs_close": "2027-01-06", "availability_source": "deprecations page", "retires": "2027-01-14",
+             "retirement_source": "litellm"}
+    assert training_closed("m", price, dt.date(2027, 1, 5)) is None
+    assert training_closed("m", price, dt.date(2027, 1, 6)) == ("fine-tuning it closed to new jobs on 2027-01-06 "
+                                                               "(deprecations page)")
+    assert training_closed("m", {**price, "new_jobs_close": None}, dt.date(2027, 1, 6)) is None
+    assert "retired on 2027-01-14" in training_closed("m", {**price, "new_jobs_close": None}, dt.date(2027, 2, 1))
+
+
+def test_retirement_dates_agree_with_litellms_price_map(tiny_csv, tmp_path):
+    import litellm
+
+    _, strategy, _ = _strategy(tiny_csv, tmp_path)
+    for model, price in strategy.prices.items():
+        entry = litellm.model_cost[f"ft:{model}"]
+        assert price["retires"] == entry["deprecation_date"], model
+        assert price["input_usd_per_1m_tokens"] == pytest.approx(entry["input_cost_per_token"] * 1e6), model

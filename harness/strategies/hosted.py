@@ -5,12 +5,17 @@ fine-tuning JSONL format: system prompt, item text, label), counted with the mod
 `litellm.token_counter`, x epochs x the training price per million tokens from conf/training_prices/default.yaml.
 Inference is the prompted strategies' code path (one chat request per item through the LLM client) with the
 fine-tuned model's prices. `harness hosted-finetune --dry-run` writes the file and prints the estimate;
-`--launch` uploads it and starts the job through litellm's fine-tuning API, and needs the API key."""
+`--launch` uploads it and starts the job through litellm's fine-tuning API, and needs the API key.
+
+Providers wind fine-tuning down: each entry of the price table says when new jobs close (`new_jobs_close`) and
+when the fine-tuned model retires (`retires`). From the first of those days on, the base model is not offered:
+the dry run refuses it, and a run's fit record marks the strategy as no option to adopt."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -57,6 +62,40 @@ def write_jsonl(rows: Sequence[dict], path: Path) -> Path:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+def training_closed(base_model: str, price: Mapping, today: dt.date) -> str | None:
+    """Why no new fine-tuning job on `base_model` can start on `today` (one clause, with its source), or None."""
+    for key, what, source in (("new_jobs_close", "fine-tuning it closed to new jobs", "availability_source"),
+                              ("retires", "its fine-tuned models retired", "retirement_source")):
+        day = price.get(key)
+        if day and dt.date.fromisoformat(str(day)) <= today:
+            return f"{what} on {day} ({price.get(source)})"
+    return None
+
+
+def offer_lines(prices: Mapping[str, Mapping], rows: Sequence[dict], epochs: int, today: dt.date) -> list[str]:
+    """Every base model of the price table, provider by provider: its prices with their source, and either what
+    training `rows` for `epochs` would cost there (tokens counted with that model's tokenizer) or why it is closed."""
+    lines = [f"hosted fine-tuning, provider by provider (conf/training_prices/; availability on {today}):"]
+    for model, price in sorted(prices.items(), key=lambda item: (str(item[1].get("provider")), item[0])):
+        head = (f"  {price.get('provider')} {model}: training ${price.get('training_usd_per_1m_tokens'):g}, inference "
+                f"${price.get('input_usd_per_1m_tokens'):g} in / ${price.get('output_usd_per_1m_tokens'):g} out per 1M "
+                f"tokens ({price.get('source')}, as of {price.get('as_of')})")
+        closed = training_closed(model, price, today)
+        if closed:
+            lines.append(f"{head}; not offered: {closed}")
+            continue
+        e = estimate(model, price, rows, epochs)
+        lines.append(f"{head}; this file: {e.tokens_per_epoch:,} tokens x {epochs} epochs = ${e.cost_usd:,.2f}; "
+                     f"new jobs close on {price.get('new_jobs_close') or 'no announced date'}, the fine-tuned model "
+                     f"retires on {price.get('retires') or 'no announced date'}")
+    return lines
+
+
+def estimate(base_model: str, price: Mapping, rows: Sequence[dict], epochs: int) -> TrainingEstimate:
+    return TrainingEstimate(base_model, len(rows), count_tokens(rows, base_model), int(epochs),
+                            float(price["training_usd_per_1m_tokens"]), f"{price.get('source')}, as of {price.get('as_of')}")
 
 
 def estimate_lines(estimate: TrainingEstimate, jsonl: Path) -> list[str]:
@@ -117,10 +156,15 @@ class HostedFineTune(PromptedStrategy):
         price = self._price()
         examples = per_class_sample(train.train, self.train_per_class, self.seed)
         rows = training_rows(examples, system_prompt(self.system_template, train, examples=[]))
-        estimate = TrainingEstimate(self.base_model, len(rows), count_tokens(rows, self.base_model), int(self.epochs),
-                                    float(price["training_usd_per_1m_tokens"]),
-                                    f"{price.get('source')}, as of {price.get('as_of')}")
-        return rows, estimate
+        return rows, estimate(self.base_model, price, rows, self.epochs)
+
+    def check_open(self, today: dt.date) -> None:
+        """Refuses (one line, with the base models still open) a base model whose fine-tuning has closed."""
+        closed = training_closed(self.base_model, self._price(), today)
+        if closed:
+            still = [m for m, p in sorted(self.prices.items()) if not training_closed(m, p, today)]
+            raise HarnessError(f"strategy {self.name}: base_model '{self.base_model}' cannot be fine-tuned: {closed}; "
+                               f"still open on {today}: {', '.join(still) or '(none)'}")
 
     def _price(self) -> Mapping:
         if self.base_model not in self.prices:
@@ -155,6 +199,7 @@ class HostedFineTune(PromptedStrategy):
                                "ft: model id); estimate and start the training with `harness hosted-finetune "
                                "--dry-run` / `--launch`")
         _, self.estimate_ = self.training_file(train)
+        self.training_closed_ = training_closed(self.base_model, self._price(), dt.date.today())
         super().fit(train, services)
         # The provider's training time is not measured here; its price is the fit cost, and what one retrain costs.
         self.fit_seconds_ = float("nan")
@@ -163,8 +208,16 @@ class HostedFineTune(PromptedStrategy):
         self.n_train_ = self.estimate_.n_examples
         return self
 
+    def fit_record(self, **kwargs):
+        record = super().fit_record(**kwargs)
+        if self.training_closed_:  # a fine-tune that can no longer be started (or retrained) is no option to adopt
+            record.stage = replace(record.stage, candidate=False)
+        return record
+
     def describe(self) -> dict:
-        e = self.estimate_
+        e, price = self.estimate_, self._price()
         return {**super().describe(), "base_model": self.base_model,
                 "training_tokens_per_epoch": e.tokens_per_epoch, "training_epochs": e.epochs,
-                "training_usd_per_1m_tokens": e.training_usd_per_1m_tokens, "training_price_source": e.source}
+                "training_usd_per_1m_tokens": e.training_usd_per_1m_tokens, "training_price_source": e.source,
+                "training_closed": self.training_closed_, "new_jobs_close": price.get("new_jobs_close"),
+                "retires": price.get("retires")}
