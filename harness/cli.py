@@ -17,6 +17,7 @@ EPILOG = """examples:
   harness run experiment=classic dataset.heldout_size=500 seed=1
   harness run dataset=table dataset.path=denials.csv dataset.label_column=category
   harness resume reports/default/2026-01-31_12-00-00
+  harness resume --retry-errors reports/default/2026-01-31_12-00-00   # redo the items whose calls failed
   harness report reports/default/2026-01-31_12-00-00
   harness report reports/default/2026-01-31_12-00-00 pricing.monthly_volume=50000 pricing.horizon_months=24
   harness compare reports/default/2026-01-31_12-00-00 reports/prompted/2026-02-01_09-00-00
@@ -30,6 +31,18 @@ REGRESS_EPILOG = """examples:
   harness regress --baseline support-v1 strategies.zero_shot.closest_cutoff=0.9   # the baseline's, changed
   harness regress --baseline support-v1 --candidate reports/default/2026-02-01_09-00-00
   harness regress --baseline support-v1 --strategy zero_shot gate.max_accuracy_drop_points=1
+"""
+
+PLAN_EPILOG = """The items exactly one of the two strategies gets right decide the comparison (McNemar's test sees
+only them): their share, the discordance, matters as much as the difference. Without --discordance the plan
+assumes the strategies err independently, which usually overstates it; a pilot run's significance.csv gives
+the real one, (only_a_correct + only_b_correct) / n_items.
+
+examples:
+  harness plan-heldout --accuracy 0.8 --difference 2                 # two points apart, near 80% accuracy
+  harness plan-heldout --accuracy 0.8 --difference 2 --discordance 0.1
+  harness plan-heldout --accuracy 0.8 --difference 2 --items 300     # and what 300 items can detect
+  harness plan-heldout --accuracy 0.9 --difference 2 --one-sided     # a regression gate's drop
 """
 
 
@@ -72,17 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("resume", help="continue an interrupted run; recorded items are not redone")
+    p.add_argument("--retry-errors", action="store_true", help="also redo the items whose latest record is an "
+                                                               "error (a failed call), and only those")
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=_resume)
 
     p = sub.add_parser("report", help="rebuild a run's results and report from its records (loads no model)")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("overrides", nargs="*", help="re-price the decision: pricing.KEY=VALUE or pricing=NAME")
+    p.add_argument("overrides", nargs="*", help="re-price or re-decide: pricing.KEY=VALUE, pricing=NAME, decision.KEY=VALUE")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("compare", help="merge runs made on the same held-out set into one report")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_OVERRIDE",
-                   help="two or more run directories, then optional pricing.KEY=VALUE overrides")
+                   help="two or more run directories, then optional pricing.KEY=VALUE or decision.KEY=VALUE overrides")
     p.add_argument("--output-dir", type=Path, default=Path("reports"),
                    help="the report goes to OUTPUT_DIR/compare/<UTC timestamp>/ (default: reports)")
     p.set_defaults(func=_compare)
@@ -100,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="hosted_finetune", help="the hosted fine-tune strategy's name in the "
                                                                  "config (default: hosted_finetune, added if absent)")
     p.add_argument("--out", type=Path, help="the JSONL path (default: OUTPUT_DIR/hosted_finetune/DATASET-MODEL.jsonl)")
+    p.add_argument("--date", type=_iso_date, help="judge whether fine-tuning is still open on this day, YYYY-MM-DD "
+                                                  "(default: today)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=table dataset.path=tickets.csv "
                                                 "strategies.hosted_finetune.base_model=gpt-4.1-mini-2025-04-14")
     p.set_defaults(func=_hosted_finetune)
@@ -124,6 +141,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--force", action="store_true", help="replace an existing baseline of that name")
     p.set_defaults(func=_baseline_save)
+
+    p = sub.add_parser("plan-heldout", help="how many items must I label for the held-out set? (runs nothing)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PLAN_EPILOG,
+                       description="The held-out items needed to tell two strategies apart, from an assumed "
+                                   "accuracy, difference and discordance (McNemar's test; Connor 1987).")
+    p.add_argument("--accuracy", type=float, required=True, help="the accuracy you expect, as a fraction (0.8)")
+    p.add_argument("--difference", type=float, default=2.0,
+                   help="the accuracy difference to detect, in percentage points (default: 2)")
+    p.add_argument("--discordance", type=float, help="the share of items exactly one strategy gets right, as a "
+                                                     "fraction (default: as if their errors were independent)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
+    p.add_argument("--power", type=float, default=0.8, help="the chance of detecting the difference when it is "
+                                                            "real (default: 0.8)")
+    p.add_argument("--one-sided", action="store_true", help="test one direction only, as the regression gate "
+                                                            "tests a drop (default: two-sided, as the report)")
+    p.add_argument("--items", type=int, help="also say what a held-out set of this many items can detect")
+    p.set_defaults(func=_plan_heldout)
     return parser
 
 
@@ -142,21 +176,39 @@ def _resume(args) -> int:
     from omegaconf import OmegaConf
 
     from harness.report import build
+    from harness.run.directory import RunDir
+    from harness.run.manifest import COMPLETE
     from harness.run.runner import run
+    from harness.run.state import run_state
 
     config = args.run_dir / "config.yaml"
     if not config.is_file():
         raise HarnessError(f"{args.run_dir}: not a run directory (no config.yaml)")
-    path = run(OmegaConf.load(config), resume=args.run_dir, finish=build)
+    rundir = RunDir.open(args.run_dir)
+    with rundir.writing("resume"):  # held from the check to the end, so no other writer slips in between
+        state = run_state(rundir)
+        # the manifest's own word: holding the lock, this process is the only one that could be finishing it
+        if state.status == COMPLETE and not (args.retry_errors and state.errors):
+            hint = " (--retry-errors redoes its failed items)" if state.errors else ""
+            print(f"{rundir.path}: already {state.describe()}; nothing to resume{hint}")
+            return 0
+        path = run(OmegaConf.load(config), resume=rundir.path, finish=build, retry_errors=args.retry_errors)
     _done(path)
     return 0
 
 
 def _report(args) -> int:
     from harness.report import build
+    from harness.run.directory import RunDir
 
-    results = build(args.run_dir, args.overrides)
+    rundir = RunDir.open(args.run_dir)
+    with rundir.writing("report"):
+        results = build(rundir.path, args.overrides)
     _print_results(results, args.run_dir)
+    if (results["run_status"] != "complete").any() or (results["coverage"] < 1).any():
+        recorded = ", ".join(f"{r.strategy} {r.coverage:.0%}" for r in results.itertuples())
+        print(f"warning: {rundir.path} is {results['run_status'].iloc[0]} (items recorded: {recorded}); every "
+              f"output says it is partial and its figures are provisional", file=sys.stderr)
     return 0
 
 
@@ -190,7 +242,9 @@ def _list(args) -> int:
 
 def _hosted_finetune(args) -> int:
     from harness.config import instantiate
-    from harness.strategies.hosted import HostedFineTune, estimate_lines, write_jsonl
+    import datetime as dt
+
+    from harness.strategies.hosted import HostedFineTune, estimate_lines, offer_lines, write_jsonl
 
     cfg = _with_strategy(args.overrides, args.strategy, "hosted_finetune")
     strategy = instantiate(cfg.strategies[args.strategy], name=args.strategy)
@@ -199,6 +253,9 @@ def _hosted_finetune(args) -> int:
                            f"{cfg.strategies[args.strategy]._target_})")
     dataset = instantiate(cfg.dataset)
     rows, estimate = strategy.training_file(dataset)
+    today = args.date or dt.date.today()
+    print("\n".join(offer_lines(strategy.prices, rows, strategy.epochs, today)))
+    strategy.check_open(today)
     out = args.out or Path(cfg.output_dir) / "hosted_finetune" / f"{dataset.name}-{estimate.base_model}.jsonl"
     print("\n".join(estimate_lines(estimate, write_jsonl(rows, out))))
     if not args.launch:
@@ -208,6 +265,15 @@ def _hosted_finetune(args) -> int:
     print(f"fine-tuning job {job.id}: {job.status}. When it succeeds, run the strategy with "
           f"strategies.{args.strategy}.fine_tuned_model=<the ft: model id the provider reports>")
     return 0
+
+
+def _iso_date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _with_strategy(overrides: list[str], name: str, option: str):
@@ -245,6 +311,15 @@ def _baseline_save(args) -> int:
     from harness.gate.baselines import save
 
     print(f"baseline: {save(args.run_dir, args.name, force=args.force)}")
+    return 0
+
+
+def _plan_heldout(args) -> int:
+    from harness.power import plan_lines
+
+    print("\n".join(plan_lines(accuracy=args.accuracy, difference_points=args.difference,
+                               discordance=args.discordance, alpha=args.alpha, power=args.power,
+                               alternative="one-sided" if args.one_sided else "two-sided", items=args.items)))
     return 0
 
 

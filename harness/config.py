@@ -9,7 +9,7 @@ from harness.errors import HarnessError, choices
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GROUPS = ("dataset", "strategy", "model", "pricing", "projection", "training_prices", "hardware", "embedder", "gate",
-          "experiment")
+          "executor", "experiment")
 
 
 def conf_dir() -> Path:
@@ -44,6 +44,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()):
             cfg.experiment_name = experiment
         OmegaConf.resolve(cfg)
         _check_missing(cfg)
+        _check_values(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise HarnessError(_one_line(exc)) from exc
     finally:
@@ -68,6 +69,18 @@ def _check_missing(cfg) -> None:
     if missing:
         raise HarnessError(f"config key '{missing[0]}' is required (set it on the command line, e.g. "
                            f"{missing[0]}=...)")
+
+
+def _check_values(cfg) -> None:
+    """Root keys whose bad values would otherwise surface deep inside a library, in its words (a seed of 'abc'
+    as a scikit-learn or numpy message that never says 'seed')."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise HarnessError(f"config key 'seed' must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
+    share = cfg.get("max_error_share")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise HarnessError(f"config key 'max_error_share' must be a number from 0 to 1 (the share of a strategy's "
+                           f"items that may fail before the run fails), got {share!r}")
 
 
 def _one_line(exc: Exception) -> str:

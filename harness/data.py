@@ -363,6 +363,10 @@ def _finish(name, train, heldout, labels, descriptions, source, heldout_size, se
             raise HarnessError(f"dataset.heldout_size={heldout_size} is larger than the {len(heldout)} held-out "
                                f"items of {name}")
         heldout = stratified_sample(heldout, heldout_size, seed)
+    if group_column and len({ex.group for ex in heldout}) < 2:
+        # caught here, before anything runs, rather than by the report's clustered intervals after the run
+        raise HarnessError(f"{source}: column '{group_column}' (dataset.group_column) puts every held-out item in "
+                           "one group; clustered intervals need at least 2 groups")
     return Dataset(name, train, heldout, labels, descriptions, source, task, group_column)
 
 

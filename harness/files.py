@@ -46,7 +46,9 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Every CSV the project writes goes through here: text cells neutralised, column names too."""
     safe = frame.copy()
     for column in safe.columns:
-        if safe[column].dtype == object:
-            safe[column] = safe[column].map(safe_cell)
+        # Any column that can hold text: object, pandas' own string dtype (the default for text since pandas 3),
+        # categories. Numeric columns stay numbers.
+        if not pd.api.types.is_numeric_dtype(safe[column]) and not pd.api.types.is_bool_dtype(safe[column]):
+            safe[column] = safe[column].astype(object).map(safe_cell)
     safe.columns = [safe_cell(str(c)) for c in safe.columns]
     atomic_write(path, safe.to_csv(index=False))

@@ -36,6 +36,25 @@ def tiny_csv(tmp_path_factory, banking_frames) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def imbalanced_csv(tmp_path_factory, banking_frames) -> Path:
+    """A small imbalanced table of real text: 40 seeded BANKING77 labels with 80 down to 8 training items each
+    (geometric, a 10x imbalance: rare classes are the point) and 10 held-out items each from the official test set."""
+    import numpy as np
+
+    pool = pd.concat([banking_frames["train"], banking_frames["dev"]])
+    labels = sorted(np.random.default_rng(0).permutation(sorted(pool["label"].unique()))[:40])
+    sizes = np.round(np.geomspace(80, 8, len(labels))).astype(int)
+    test = banking_frames["test"]
+    frame = pd.concat([part for label, size in zip(labels, sizes) for part in (
+        pool[pool.label == label].sample(n=size, random_state=0).assign(split="train"),
+        test[test.label == label].head(10).assign(split="test"))], ignore_index=True)
+    frame.insert(0, "id", [f"i{i:05d}" for i in range(len(frame))])
+    path = tmp_path_factory.mktemp("data") / "imbalanced.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
 def tiny_overrides(tiny_csv: Path, tmp_path: Path) -> list[str]:
     """Overrides that point a run at the tiny CSV and write under tmp_path."""
     return ["dataset=table", f"dataset.path={tiny_csv}", "dataset.split_column=split", "dataset.id_column=id",

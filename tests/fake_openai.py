@@ -5,11 +5,12 @@ It serves `GET /v1/models` and `POST /v1/chat/completions` on 127.0.0.1 (a free 
 hang past the client's timeout, a malformed body, and a 401 that echoes the API key it was sent (as some providers
 do) so tests can check it is scrubbed. It counts requests and the most it had in flight at once.
 
-Two ways to run it, with one interface (`url`, `configure`, `stats`, `reset`, `start`, `stop`, context manager):
+Two ways to run it, with one interface (`url`, `configure`, `stats`, `prompts`, `reset`, `start`, `stop`, context
+manager):
 - `FakeOpenAI`: an asyncio server in a background thread; tests use the `fake_openai` fixture below
   (`from tests.fake_openai import fake_openai` in a test module makes it available there).
 - `FakeOpenAIProcess`: the same server in a child process, so it does not share the client's CPU or event loop
-  (benchmarks). It is scripted and read over HTTP (`POST /_fake/script`, `GET /_fake/stats`).
+  (benchmarks). It is scripted and read over HTTP (`POST /_fake/script`, `GET /_fake/stats`, `GET /_fake/prompts`).
 
 Tokens are counted as whitespace-separated words (plus one per message), so tests can predict them.
 """
@@ -54,6 +55,9 @@ class Script:
     retry_after_s: float | None = 1.0  # the Retry-After header sent with each 429 (None: no header)
     hang_s: float = 30.0  # how long a "hang" fault waits before answering
     answer: str | Callable[[list[dict[str, Any]]], str] | None = None  # None: answer_after_marker
+    # asked for logprobs: messages -> per token [text, logprob, {alternative: logprob}]; None: the answer as one
+    # token of probability 1
+    logprobs: Callable[[list[dict[str, Any]]], list] | None = None
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.faults if f not in FAULTS]
@@ -79,6 +83,10 @@ class _State:
 
     def stats(self) -> dict[str, int]:
         return {"requests": self.requests, "in_flight": self.in_flight, "max_in_flight": self.max_in_flight}
+
+    def prompts(self) -> list[str]:
+        """The last message of every chat request, in arrival order: which items were asked for, how often."""
+        return [str((body.get("messages") or [{}])[-1].get("content") or "") for body in self.bodies]
 
     def reset(self) -> None:
         """Zeroes the counts; requests still being answered stay counted in flight."""
@@ -109,6 +117,14 @@ def _completion(body: dict[str, Any], text: str, number: int) -> dict[str, Any]:
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                   "total_tokens": prompt_tokens + len(words)},
     }
+
+
+def _logprobs(script: Script, body: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    text = response["choices"][0]["message"]["content"]
+    tokens = script.logprobs(body.get("messages", [])) if script.logprobs else [[text, 0.0, {text: 0.0}]]
+    return {"content": [{"token": token, "logprob": logprob, "bytes": None,
+                         "top_logprobs": [{"token": alt, "logprob": lp, "bytes": None} for alt, lp in alts.items()]}
+                        for token, logprob, alts in tokens]}
 
 
 def _fault_response(fault: str, script: Script, authorization: str) -> web.Response:
@@ -148,7 +164,10 @@ async def _chat(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(script.latency_s)
         if fault not in ("ok", "hang"):
             return _fault_response(fault, script, authorization)
-        return web.json_response(_completion(body, script.answer_for(body.get("messages", [])), number))
+        response = _completion(body, script.answer_for(body.get("messages", [])), number)
+        if body.get("logprobs"):
+            response["choices"][0]["logprobs"] = _logprobs(script, body, response)
+        return web.json_response(response)
     finally:
         state.in_flight -= 1
 
@@ -159,6 +178,10 @@ async def _models(request: web.Request) -> web.Response:
 
 async def _get_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].stats())
+
+
+async def _get_prompts(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].prompts())
 
 
 async def _post_script(request: web.Request) -> web.Response:
@@ -177,6 +200,7 @@ def make_app(state: _State) -> web.Application:
     app.router.add_get("/v1/models", _models)
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_get("/_fake/stats", _get_stats)
+    app.router.add_get("/_fake/prompts", _get_prompts)
     app.router.add_post("/_fake/script", _post_script)
     app.router.add_post("/_fake/reset", _post_reset)
     return app
@@ -237,6 +261,9 @@ class FakeOpenAI:
     def stats(self) -> dict[str, int]:
         return self.state.stats()
 
+    def prompts(self) -> list[str]:
+        return self.state.prompts()
+
     def reset(self) -> None:
         self.state.reset()
 
@@ -287,6 +314,9 @@ class FakeOpenAIProcess:
 
     def stats(self) -> dict[str, int]:
         return self._call("/_fake/stats")
+
+    def prompts(self) -> list[str]:
+        return self._call("/_fake/prompts")
 
     def reset(self) -> None:
         self._call("/_fake/reset", {})

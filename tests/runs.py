@@ -37,7 +37,8 @@ def fit_record(spec: dict, name: str) -> FitRecord:
 
 def write_run(root: Path, strategies: dict[str, dict], items: list[tuple[str, str]], *,
               texts: dict[str, str] | None = None, pricing: dict | None = None, experiment: str = "constructed",
-              status: str = "complete", config: dict | None = None) -> Path:
+              status: str = "complete", config: dict | None = None, n_train: int = 100,
+              groups: dict[str, str] | None = None) -> Path:
     """strategies: name -> {pred: [...], family, cost_usd, fit_cost_usd, latency_ms, info: {...}};
     items: (item id, gold label); texts: item id -> text (default "text of <id>")."""
     run = RunDir.create(root, experiment)
@@ -50,13 +51,14 @@ def write_run(root: Path, strategies: dict[str, dict], items: list[tuple[str, st
                          "cost_usd": spec.get("cost_usd", 0.0), "spent_usd": spec.get("cost_usd", 0.0),
                          "cached": False, "error": spec.get("error"), "raw": pred or "", "extra": None})
     pd.DataFrame(rows, columns=PREDICTION_COLUMNS).to_parquet(run.path / "predictions.parquet", index=False)
-    heldout = [Item(item, (texts or {}).get(item, f"text of {item}"), gold) for item, gold in items]
+    heldout = [Item(item, (texts or {}).get(item, f"text of {item}"), gold, (groups or {}).get(item))
+               for item, gold in items]
     digest = content_hash(heldout)
     labels = sorted({gold for _, gold in items})
     run.write_manifest(Manifest(
         experiment=experiment, status=status, started_at="2026-01-01T00:00:00+00:00",
-        dataset=DatasetInfo(name="constructed", source="tests", n_train=0, n_heldout=len(items),
-                            n_labels=len(labels), heldout_hash=digest),
+        dataset=DatasetInfo(name="constructed", source="tests", n_train=n_train, n_heldout=len(items),
+                            n_labels=len(labels), heldout_hash=digest, group_column="source" if groups else None),
         price_sources={"hardware": {"name": "cpu", "usd_per_hour": 0.1, "source": "tests"}},
         versions={"python": "3", "harness": "0", "scikit-learn": "1", "torch": "2"},
         git={"commit": "abc", "dirty": False},

@@ -98,3 +98,24 @@ def test_sigterm_stops_a_command_like_ctrl_c(capsys, monkeypatch):
     assert time.monotonic() - started < 5
     assert "interrupted; finished items are recorded" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_plan_heldout_answers_from_assumptions_alone(capsys):
+    import subprocess
+    import sys
+
+    assert main(["plan-heldout", "--accuracy", "0.8", "--difference", "2", "--discordance", "0.1",
+                 "--items", "3080"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "held-out items to label: 1,960"  # Connor's formula, as tests/test_power.py computes it
+    assert out[-1] == "3,080 items detect a difference of 1.6 points 80% of the time"
+    assert main(["plan-heldout", "--accuracy", "0.8"]) == 0
+    assert "30.8% of the items are right for exactly one" in capsys.readouterr().out  # errors independent
+    code, err = run_cli(capsys, "plan-heldout", "--accuracy", "80")
+    assert code == 2 and err == "error: --accuracy must be a fraction between 0 and 1 (0.8 for 80%), got 80"
+    code, err = run_cli(capsys, "plan-heldout", "--accuracy", "0.8", "--discordance", "0.6")
+    assert code == 2 and err.endswith("82.0% accurate: it lies between 0.02 and 0.38")
+    probe = ("import sys; from harness.cli import main; rc = main(['plan-heldout', '--accuracy', '0.9']); "
+             "heavy = [m for m in ('scipy', 'statsmodels', 'pandas', 'litellm', 'torch') if m in sys.modules]; "
+             "assert not heavy, heavy; sys.exit(rc)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0

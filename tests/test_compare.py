@@ -72,6 +72,32 @@ def test_names_that_clash_get_their_run_appended(tmp_path):
 def test_bad_pricing_is_refused_before_anything_is_written(tmp_path):
     runs = [write_run(tmp_path / name, {"x": {"pred": outcomes(ITEMS, 1), "family": "trained"}}, ITEMS)
             for name in ("a", "b")]
-    with pytest.raises(HarnessError, match="no pricing key 'volume'"):
+    with pytest.raises(HarnessError, match="no pricing key 'pricing.volume'"):
         compare(runs, tmp_path / "out", ["pricing.volume=5"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_measured_run_of_an_api_model_replaces_its_projection(tmp_path):
+    """The local run's zero_shot is projected onto gpt-4o-mini; a run of zero_shot on gpt-4o-mini itself measured
+    its accuracy there: the merged report prices that measured option and drops the projection."""
+    from harness.report import analysis, pricing
+    from harness.run.directory import RunDir
+    from tests.test_report import projected
+
+    local = write_run(tmp_path / "a", {
+        "zero_shot": {"pred": outcomes(ITEMS, 60), "family": "prompted", "cost_usd": 2e-5},
+        "tfidf": {"pred": outcomes(ITEMS, 20), "family": "trained", "fit_cost_usd": 1.0}}, ITEMS)
+    RunDir.open(local).update_manifest(projection=[projected("zero_shot"), projected("zero_shot", model="gpt-x")])
+    api = write_run(tmp_path / "b", {
+        "zero_shot": {"pred": outcomes(ITEMS, 10), "family": "prompted", "cost_usd": 7e-5,
+                      "info": {"billing": "api", "details": {"model_info": {"litellm_model": "gpt-4o-mini"}}}}}, ITEMS)
+    RunDir.open(api).update_manifest(projection=[projected("zero_shot", own_model=True)])
+    merged = RunDir.open(compare([local, api], tmp_path / "out"))
+    manifest = merged.read_manifest()
+    options = analysis.analyse(manifest, merged.load_records(), pricing.resolve(manifest)).costs.options
+    local_name = next(n for n in options if n.startswith("zero_shot@") and not options[n].projected
+                      and options[n].billing != "api")
+    assert f"{local_name} @ gpt-4o-mini" not in options  # measured in the other run: no projection
+    assert f"{local_name} @ gpt-x" in options  # never run on gpt-x: still projected
+    measured = [o for o in options.values() if o.billing == "api" and not o.projected]
+    assert [o.model for o in measured] == ["gpt-4o-mini"]

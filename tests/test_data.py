@@ -95,6 +95,8 @@ def test_stratified_sample_smaller_than_class_count_still_works():
     (lambda f: f.assign(split=f["split"].where(f.index != 0, "dev")), {},
      r"column 'split' has value\(s\) \['dev'\] that are neither"),
     (lambda f: f.assign(id="same"), {}, r"column 'id' repeats id 'same'"),
+    (lambda f: f.assign(payer="acme"), {"group_column": "payer"},
+     r"column 'payer' \(dataset.group_column\) puts every held-out item in one group"),
 ])
 def test_bad_input_names_the_problem(tiny_csv, tmp_path, mutate, kwargs, message):
     path = tiny_csv

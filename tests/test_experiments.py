@@ -19,8 +19,12 @@ def shrink(cfg) -> None:
     """Keep each experiment's shape but make its training and sweeps tiny."""
     with open_dict(cfg):
         for node in cfg.strategies.values():
-            if node["_target_"].endswith("FineTunedEncoder"):
+            if node["_target_"].endswith(("FineTunedEncoder", "FineTunedLLM")):
                 node.update(epochs=1, min_steps=0, single_item_sample=4, checkpoint_steps=0)
+            if node["_target_"].endswith("FineTunedLLM"):  # the GPU variant too, on this slice, on any machine
+                node.update(device="auto", train_per_class=4, max_length=32)
+            if node["_target_"].endswith("Distill"):  # a share of 96 items that leaves the student two labels
+                node.update(share=0.25)
         if cfg.get("sweep"):
             cfg.sweep.train_per_class = [5, "all"]
             cfg.sweep.seeds = [0]

@@ -199,6 +199,24 @@ def test_cache_key_covers_what_changes_the_answer(server):
     assert make_client(server, model="openai/other").cache_key(request) != make_client(server).cache_key(request)
 
 
+def test_two_endpoints_serving_one_model_name_never_share_answers(server, tmp_path):
+    """Without cache_identity, the endpoint is part of the key: a vLLM box and an Ollama box that both serve
+    'openai/qwen' give their own answers; naming the identity shares them on purpose."""
+    request = requests(1)[0]
+    here, there = (LLMClient(model="openai/qwen", api_base=url) for url in ("http://a:8000/v1", "http://b:8000/v1"))
+    assert here.cache_key(request) != there.cache_key(request)
+    assert here.identity == "openai/qwen@http://a:8000/v1"
+    assert LLMClient(model="gpt-4o-mini").identity == "gpt-4o-mini"  # the provider's own endpoint
+    named = [LLMClient(model="openai/qwen", api_base=url, cache_identity="qwen-7b@vllm")
+             for url in ("http://a:8000/v1", "http://b:8000/v1")]
+    assert named[0].cache_key(request) == named[1].cache_key(request)
+    with make_client(server, cache_dir=str(tmp_path)) as first:
+        run_all(first, [request])
+    with make_client(server, cache_dir=str(tmp_path), api_base="http://127.0.0.1:1/v1", max_retries=0) as moved:
+        (completion,) = run_all(moved, [request]).values()
+    assert not completion.cached and completion.error  # asked the other endpoint, which is not there
+
+
 def test_api_key_is_sent_but_never_recorded_or_cached(server, client_factory, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_PROVIDER_KEY", SECRET)
     server.configure(faults=["401"])  # its body echoes the key, as some providers do
@@ -295,3 +313,22 @@ def test_retry_after_header_forms():
     in_30_s = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25.0 <= wait_for(**{"Retry-After": in_30_s}) <= 31.0
     assert wait_for(**{"Retry-After": "soon"}) is None and wait_for() is None
+
+
+def test_each_sample_is_cached_apart_and_the_first_keeps_the_single_calls_key(server, client_factory, tmp_path):
+    import hashlib
+
+    from harness.llm.cache import cache_key
+
+    request = requests(1)[0]
+    # the key a single call has always had: caches written before repeated sampling stay valid
+    before = json.dumps({"model": "qwen@sha256:abc", "messages": request.messages, "temperature": 0.0,
+                         "max_tokens": 16, "extra": {}}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert cache_key(identity="qwen@sha256:abc", messages=request.messages, temperature=0.0, max_tokens=16,
+                     extra={}) == hashlib.sha256(before.encode("utf-8")).hexdigest()
+    client = client_factory(cache_dir=str(tmp_path), temperature=0.7)
+    samples = [ChatRequest(key=request.key, messages=request.messages, sample=s) for s in range(3)]
+    assert len({client.cache_key(one) for one in samples}) == 3
+    assert client.cache_key(samples[0]) == client.cache_key(request)
+    assert [c.cached for _, c in client.run(samples)] == [False] * 3 and server.stats()["requests"] == 3
+    assert [c.cached for _, c in client.run(samples)] == [True] * 3 and server.stats()["requests"] == 3

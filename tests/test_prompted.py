@@ -23,8 +23,9 @@ HARDWARE = HardwareProfile(name="test-cpu", usd_per_hour=3.6, source="test")  # 
 class ScriptedClient:
     """Test fake of the LLM client: answers each request with `answer(messages)` (None: a failed call)."""
 
-    def __init__(self, answer) -> None:
+    def __init__(self, answer, temperature: float = 0.0) -> None:
         self.answer = answer
+        self.temperature = temperature
         self.requests = []
 
     def run(self, requests):
@@ -59,9 +60,10 @@ def embedder():
 def make(tiny_cfg, dataset, embedder, tmp_path):
     """make('few_shot', 'strategies.few_shot.k_per_class=2', answer=fn) -> a strategy fitted on `data` (default:
     the tiny dataset) and its scripted client."""
-    def build(strategy: str, *overrides: str, answer=lambda messages: "no idea", seed: int = 0, data=None):
+    def build(strategy: str, *overrides: str, answer=lambda messages: "no idea", seed: int = 0, data=None,
+              temperature: float = 0.0):
         cfg = tiny_cfg("default", *overrides)
-        client = ScriptedClient(answer)
+        client = ScriptedClient(answer, temperature)
         services = Services(hardware=HARDWARE, run_dir=tmp_path, seed=seed, embedder_factory=lambda: embedder,
                             llm_factory=lambda model: Endpoint(model["name"], client, "none", 1))
         return instantiate(cfg.strategies[strategy], name=strategy).fit(data or dataset, services), client
@@ -203,6 +205,52 @@ def test_grammar_mode_sends_the_label_grammar(make, dataset):
     assert client.requests[0].extra == {"extra_body": {"grammar": gbnf_grammar(dataset.labels)}}
 
 
+def test_repeated_samples_vote_and_report_their_agreement(make, dataset):
+    from harness import metrics
+
+    items = dataset.heldout[:4]
+    gold = {ex.text: ex.label for ex in items}
+    other = {ex.text: next(label for label in dataset.labels if label != ex.label) for ex in items}
+    asked = Counter()
+
+    def answer(messages):  # item 0: wrong, right, right; the others right every time
+        text = messages[1]["content"].splitlines()[0][len("Text: "):]
+        asked[text] += 1
+        return other[text] if text == items[0].text and asked[text] == 1 else gold[text]
+
+    majority, client = make("zero_shot", "strategies.zero_shot.samples=3", "strategies.zero_shot.aggregate=majority",
+                            answer=answer, temperature=0.7)
+    predictions = list(majority.predict(items))
+    assert [r.sample for r in client.requests[:3]] == [0, 1, 2]  # an item's samples together
+    assert {r.key for r in client.requests[:3]} == {items[0].id}
+    first = predictions[0]
+    assert first.correct and first.extra["samples"] == [other[items[0].text], items[0].label, items[0].label]
+    assert first.extra["agreement"] == pytest.approx(2 / 3)
+    assert (first.prompt_tokens, first.latency_ms, first.cost_usd) == (300, 750.0, pytest.approx(7.5e-4))
+    assert majority.describe()["samples"] == 3 and "3 samples per item" in majority.latency_basis
+    asked.clear()
+    firsts, _ = make("zero_shot", "strategies.zero_shot.samples=3", answer=answer, temperature=0.7)
+    assert not next(iter(firsts.predict(items))).correct  # `first` takes what one call answered
+
+    records = pd.DataFrame([p.to_record("zero_shot") for p in predictions])
+    # one item of four changed; its samples were 1/3 wrong: variance 3/2 * (1/3)(2/3) = 1/3, mean 1/12
+    assert metrics.sampling(records) == {"n_samples": 3, "changed_share": 0.25, "sample_accuracy": 11 / 12,
+                                         "within_item_variance": pytest.approx(1 / 12),
+                                         "sampling_se": pytest.approx(np.sqrt(1 / 48))}
+    single, _ = make("zero_shot", answer=answer)
+    assert metrics.sampling(pd.DataFrame([p.to_record("zero_shot") for p in single.predict(items)])) is None
+
+
+@pytest.mark.parametrize("overrides, temperature, message", [
+    (["strategies.zero_shot.samples=3"], 0.0, "samples=3 needs a temperature above 0"),
+    (["strategies.zero_shot.samples=0"], 0.7, "samples must be a positive integer, got 0"),
+    (["strategies.zero_shot.aggregate=vote"], 0.7, "no aggregate 'vote'; known: first, majority"),
+])
+def test_sampling_config_errors(make, overrides, temperature, message):
+    with pytest.raises(HarnessError, match=message):
+        make("zero_shot", *overrides, temperature=temperature)
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["strategies.few_shot.k_total=5"], "set exactly one of k_per_class and k_total"),
     (["strategies.few_shot.selection=similar"], "no selection 'similar'; known: random, nearest"),
@@ -289,36 +337,40 @@ def test_a_rerun_is_served_from_the_cache(two_runs, dataset):
 def test_projection_counts_each_models_tokens_and_prices(two_runs):
     import litellm
 
-    from harness.costs.projection import project
+    from harness.costs.projection import Projection, frame, project
     from harness.run.directory import RunDir
 
     projection = pd.read_csv(two_runs["first"] / "projection.csv")
     assert set(projection["strategy"]) == {"zero_shot", "few_shot", "rag"}
-    assert (projection["projected_cost_per_1k_usd"] > 0).all()
-    assert "Projected API cost (a projection, not measured)" in (two_runs["first"] / "report.md").read_text()
+    assert (projection["input_usd_per_1m_tokens"] > 0).all() and (projection["prefix_tokens"] > 0).all()
+    md = (two_runs["first"] / "report.md").read_text()
+    assert "Projected API cost (a projection, not measured)" in md and "rag @ gpt-4o-mini" in md
 
-    frame = pd.DataFrame(project(RunDir.open(two_runs["first"]), {"models": [
+    rows = [Projection.from_dict(r) for r in project(RunDir.open(two_runs["first"]), {"models": [
         {"name": "gpt-4o-mini"}, {"name": "claude-haiku-4-5"},
-        {"name": "my-model", "input_usd_per_1m_tokens": 1.0, "output_usd_per_1m_tokens": 2.0}]}))
-    frame = frame[frame["strategy"] == "few_shot"].set_index("api_model")
+        {"name": "my-model", "input_usd_per_1m_tokens": 1.0, "output_usd_per_1m_tokens": 2.0}]})]
+    table = frame(rows).set_index(["strategy", "api_model"])
     price = litellm.model_cost["gpt-4o-mini"]
-    row = frame.loc["gpt-4o-mini"]
-    expected = 1000 * (row["prompt_tokens_mean"] * price["input_cost_per_token"]
-                       + row["completion_tokens_mean"] * price["output_cost_per_token"])
-    assert row["projected_cost_per_1k_usd"] == pytest.approx(expected)
+    row = table.loc[("few_shot", "gpt-4o-mini")]
+    assert row["input_usd_per_1m_tokens"] == pytest.approx(price["input_cost_per_token"] * 1e6)
+    assert row["batch_input_usd_per_1m_tokens"] == pytest.approx(price["input_cost_per_token_batches"] * 1e6)
+    assert row["cache_read_usd_per_1m_tokens"] == pytest.approx(price["cache_read_input_token_cost"] * 1e6)
+    assert row["retires_on"] == price["deprecation_date"]
+    assert 0 < row["prefix_tokens"] < row["prompt_tokens_mean"]  # the shared system prompt, then the item
     assert "o200k_base" in row["tokenizer"] and "litellm" in row["price_source"]
-    assert frame.loc["claude-haiku-4-5", "prompt_tokens_mean"] != row["prompt_tokens_mean"]  # its own tokenizer
-    mine = frame.loc["my-model"]
+    assert table.loc[("few_shot", "claude-haiku-4-5"), "prompt_tokens_mean"] != row["prompt_tokens_mean"]
+    mine = table.loc[("few_shot", "my-model")]
     assert mine["price_source"] == "config override" and "approximate" in mine["tokenizer"]
-    assert mine["projected_cost_per_1k_usd"] == pytest.approx(
-        (mine["prompt_tokens_mean"] * 1.0 + mine["completion_tokens_mean"] * 2.0) / 1000)
+    assert (mine["input_usd_per_1m_tokens"], mine["output_usd_per_1m_tokens"]) == (1.0, 2.0)
+    with pytest.raises(HarnessError, match="no price known for 'no-such/model'"):
+        project(RunDir.open(two_runs["first"]), {"models": [{"name": "no-such/model"}]})
 
 
 def test_projection_prices_a_provider_prefixed_name_like_the_client_does():
+    from harness.costs.projection import quote
     from harness.llm.client import mapped_prices_per_token
-    from harness.costs.projection import _prices
 
-    input_usd, output_usd, source = _prices({"name": "anthropic/claude-haiku-4-5"})
-    assert (input_usd / 1e6, output_usd / 1e6) == pytest.approx(mapped_prices_per_token("anthropic/claude-haiku-4-5"))
-    assert input_usd > 0 and "offline price map" in source
-    assert np.isnan(_prices({"name": "no-such/model"})[0])
+    priced = quote({"name": "anthropic/claude-haiku-4-5"})
+    assert (priced.input, priced.output) == pytest.approx(mapped_prices_per_token("anthropic/claude-haiku-4-5"))
+    assert priced.provider == "anthropic" and priced.cache_write > priced.input  # Anthropic's cache-write premium
+    assert "offline price map" in priced.source

@@ -48,12 +48,12 @@ def records(pred=None, *, strategy="zero_shot", latency_ms=100.0, cost_usd=1e-4,
         "raw": pred, "extra": None})
 
 
-def manifest(*, heldout_hash=HASH, template="Classify: {{ text }}") -> Manifest:
+def manifest(*, heldout_hash=HASH, template="Classify: {{ text }}", billing="api", reference_ms=None) -> Manifest:
     prompt = PromptArtefact(system_prompt_file="artifacts/zero_shot/system_prompt.txt", system_prompt_sha256="0" * 64,
                             templates_sha256={"user": hashlib.sha256(template.encode()).hexdigest()},
                             output_mode="none", measured_at_concurrency=1)
     fit = FitRecord(family="prompted", model="m", latency_basis="per-item", fit_seconds=0.0, fit_cost_usd=0.0,
-                    n_train=0, prompt=prompt)
+                    n_train=0, prompt=prompt, billing=billing, reference_ms=reference_ms)
     return Manifest(experiment="x", status="complete", started_at="2026-01-01T00:00:00+00:00",
                     dataset=DatasetInfo(name="d", source="tests", n_train=0, n_heldout=N, n_labels=4,
                                         heldout_hash=heldout_hash),
@@ -224,6 +224,55 @@ def test_junit_failures_list_a_bounded_number_of_items(tmp_path, policy, monkeyp
     failure = ET.fromstring(regress_report.junit_xml(outcome)).find(".//testcase[@name='accuracy']/failure")
     lines = failure.text.splitlines()
     assert len(lines) == 1 + 100 + 1 and lines[-1] == "...and 260 more"  # 360 broken items
+
+
+def self_hosted(frame: pd.DataFrame, reference_ms=None) -> Baseline:
+    texts = [f"text of {item}" for item in frame["item_id"]]
+    return Baseline(name="base", path=Path("base"), manifest=manifest(billing="self_hosted", reference_ms=reference_ms),
+                    records=frame.assign(text=texts))
+
+
+def test_a_busier_machine_fails_no_self_hosted_prompt_that_sends_the_same_tokens(tmp_path, policy):
+    """Local cost is measured seconds: the identical prompt on a loaded machine took 60% longer. The checks
+    compare the tokens each item sent and got (the work), and say that they do not depend on the machine."""
+    slower = candidate_run(tmp_path / "c", records(latency_ms=160.0, cost_usd=1.6e-4), billing="self_hosted")
+    outcome = compare(self_hosted(records()), slower, policy)
+    checks = {c.name: c for c in outcome.comparisons[0].checks}
+    assert outcome.passed
+    for name in ("cost_per_1k", "latency_p95"):
+        assert (checks[name].unit, checks[name].baseline, checks[name].change) == ("tokens_per_item", 52.0, 0.0)
+        assert not checks[name].machine_dependent and "tokens per item" in checks[name].message
+    longer = records(latency_ms=100.0).assign(prompt_tokens=80)  # a longer prompt: more work on any machine
+    outcome = compare(self_hosted(records()), candidate_run(tmp_path / "d", longer, billing="self_hosted"), policy)
+    checks = {c.name: c for c in outcome.comparisons[0].checks}
+    assert checks["cost_per_1k"].status == "fail" and checks["cost_per_1k"].change == pytest.approx(100 * 30 / 52)
+    assert "FAIL zero_shot cost_per_1k: 52.0 tokens/item -> 82.0 tokens/item (+57.7%)" in \
+        regress_report.verdict_lines(outcome)[1]
+
+
+def test_seconds_without_tokens_are_scaled_by_each_runs_reference_measurement(tmp_path, policy):
+    """A trained model (no tokens) measured on a machine half as fast: its reference took twice as long too, so
+    the candidate's seconds are halved before comparing; the check is still marked machine-dependent."""
+    untokened = records().assign(prompt_tokens=0, completion_tokens=0)
+    slow = untokened.assign(latency_ms=200.0, cost_usd=2e-4)
+    run = candidate_run(tmp_path / "c", slow, billing="self_hosted", reference_ms=18.0)
+    outcome = compare(self_hosted(untokened, reference_ms=9.0), run, policy)
+    checks = {c.name: c for c in outcome.comparisons[0].checks}
+    assert outcome.passed
+    assert checks["latency_p95"].candidate == pytest.approx(100.0) and checks["latency_p95"].machine_dependent
+    assert "x0.50, the ratio of the runs' reference measurements" in checks["cost_per_1k"].message
+    unscaled = compare(self_hosted(untokened), candidate_run(tmp_path / "d", slow, billing="self_hosted"), policy)
+    assert not unscaled.passed  # no reference to scale by: seconds as measured, and the outputs say so
+    assert "no reference measurement" in unscaled.comparisons[0].checks[-1].message
+
+
+def test_junit_says_which_checks_depend_on_the_machine(tmp_path, policy):
+    outcome = compare(baseline(), candidate_run(tmp_path / "c", records()), policy)  # an API model
+    cases = {c.get("name"): c for c in ET.fromstring(regress_report.junit_xml(outcome)).iter("testcase")}
+    machine = {name: case.find("properties/property[@name='machine_dependent']").get("value")
+               for name, case in cases.items()}
+    assert machine == {"accuracy": "false", "cost_per_1k": "false", "latency_p95": "true"}
+    assert "latency_p95 (machine-dependent)" in regress_report.markdown(outcome)
 
 
 # -------------------------------------------------------------------------------------------- the policy

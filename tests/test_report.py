@@ -87,7 +87,7 @@ def test_report_reprices_from_records_without_loading_a_model(classic_run):
 
 
 def test_report_refuses_overrides_other_than_pricing(decision_run):
-    with pytest.raises(HarnessError, match="only pricing can change"):
+    with pytest.raises(HarnessError, match="only pricing and the decision rule can change"):
         build(decision_run, ["dataset.heldout_size=5"])
     with pytest.raises(HarnessError, match="no pricing key 'pricing.volume'"):
         build(decision_run, ["pricing.volume=5"])
@@ -107,7 +107,7 @@ def test_recommendation_on_a_run_with_a_known_answer(decision_run):
     build(decision_run, ["pricing.monthly_budget_usd=50"])
     html = (decision_run / "report.html").read_text()
     assert "the most accurate strategy within the $50.00 monthly budget is zero_shot" in html
-    assert "finetune is more accurate (93.0%) but averages $126 a month, over budget." in html
+    assert "finetune scores higher (93.0% accurate) but averages $126 a month, over budget." in html
 
 
 def test_retrain_and_projection_tables_are_in_both_reports(tmp_path):
@@ -183,7 +183,7 @@ def test_a_retired_model_is_never_recommended(tmp_path):
     build(run)
     md = (run / "report.md").read_text()
     recommendation = md.split("## Recommendation")[1].split("| strategy")[0]
-    assert "the most accurate strategy is tfidf" in recommendation
+    assert "The run has one option to adopt, tfidf" in recommendation
     assert "gpt-4.1-nano retired on 2026-10-23" in recommendation and "never recommended" in recommendation
     assert bool(pd.read_csv(run / "results.csv").set_index("strategy").get("retired", pd.Series(
         {"zero_shot": True})).get("zero_shot", True))
@@ -219,22 +219,45 @@ def _recommendation(tmp_path, strategies, items, **plan) -> list[str]:
 
 
 ITEMS_500 = [(f"i{i:03d}", f"label_{i % 4}") for i in range(500)]
+ITEMS_2000 = [(f"i{i:04d}", f"label_{i % 4}") for i in range(2000)]
 
 
-def test_cheapest_within_one_point_and_break_even_sentences(tmp_path):
+def test_cheaper_and_no_worse_is_a_test_and_break_even_sentences(tmp_path):
     # rag 91.6% at $0.0004 an item; finetune 92.0% at $0.00001 an item after a $50 fit (4 retrains of $50)
     sentences = _recommendation(tmp_path, {
-        "rag": {"pred": outcomes(ITEMS_500, 42), "family": "prompted", "cost_usd": 4e-4},
-        "finetune": {"pred": outcomes(ITEMS_500, 40), "family": "trained", "cost_usd": 1e-5, "fit_cost_usd": 50.0}},
-        ITEMS_500)
+        "rag": {"pred": outcomes(ITEMS_2000, 168), "family": "prompted", "cost_usd": 4e-4},
+        "finetune": {"pred": outcomes(ITEMS_2000, 160), "family": "trained", "cost_usd": 1e-5,
+                     "fit_cost_usd": 50.0}}, ITEMS_2000)
     assert sentences[0].startswith("At 10,000 items a month over 12 months, the most accurate strategy is finetune")
-    # rag: 120,000 x 0.0004 = $48; finetune: 50 + 4 x 50 + 120,000 x 0.00001 = $251.20
-    assert sentences[1] == "The cheapest within one point of it is rag: 91.6% accurate, $48.00 in total (81% less)."
+    # rag: 120,000 x 0.0004 = $48; finetune: 50 + 4 x 50 + 120,000 x 0.00001 = $251.20. Of 2,000 items 8 are right
+    # for finetune only: -0.4 points, and Tango's one-sided 95% bound stays above the 1-point margin.
+    assert sentences[1].startswith("rag costs 81% less ($48.00 in total) and is no worse than finetune by more than "
+                                   "1 point: accuracy -0.4 pts against finetune, at worst -0.")
+    assert "Tango's score test of non-inferiority, margin 1 point" in sentences[1]
     # 250 + 12 x 0.00001 V = 12 x 0.0004 V  =>  V = 250 / 0.00468 = 53,419
     assert sentences[2] == ("rag (prompted) and finetune (trained) break even at 53,419 items a month: below that "
                             "rag costs less over 12 months, above it finetune does (at 10,000 a month, rag).")
     assert sentences[3] == "rag stays the cheaper of the two at any monthly volume below 53,419."
-    assert any(s.startswith("Against the next most accurate, rag, finetune differs by +0.4 pts") for s in sentences)
+    assert any(s.startswith("Against the runner-up, rag, finetune differs by +0.4 pts in accuracy") for s in sentences)
+    power = next(s for s in sentences if "the smallest difference this set detects" in s)
+    assert "0.4% of them answered right by exactly one of finetune and rag" in power  # 8 of 2,000
+
+
+def test_the_report_says_when_the_heldout_set_is_too_small_to_separate_the_top_two(tmp_path):
+    from harness.power import detectable_difference, items_needed
+
+    items = ITEMS[:300] if len(ITEMS) >= 300 else [(f"i{i:03d}", f"label_{i % 4}") for i in range(300)]
+    a = [("other" if i < 60 else gold) for i, (_, gold) in enumerate(items)]  # 80%
+    b = [("other" if 50 <= i < 119 else gold) for i, (_, gold) in enumerate(items)]  # 77%: 109 items differ
+    sentences = _recommendation(tmp_path, {"a": {"pred": a, "family": "trained", "cost_usd": 1e-5},
+                                           "b": {"pred": b, "family": "trained", "cost_usd": 2e-5}}, items)
+    power = next(s for s in sentences if "the smallest difference this set detects" in s)
+    mde = detectable_difference(300, 109 / 300)
+    needed = items_needed(9 / 300, 109 / 300)
+    assert f"the smallest difference this set detects at 80% power is +{100 * mde:.1f} pts" in power
+    assert f"the observed +3.0 pts is smaller, so the held-out set is too small to separate them (about {needed:,}" \
+        in power
+    assert 2_000 < needed < 6_000 and 0.08 < mde < 0.12  # hand check: (1.96 + 0.84) sqrt(0.363 / 300) ~ 0.097
 
 
 def test_recommendation_when_one_point_is_not_enough_and_lines_never_cross(tmp_path):
@@ -242,7 +265,8 @@ def test_recommendation_when_one_point_is_not_enough_and_lines_never_cross(tmp_p
         "rag": {"pred": outcomes(ITEMS_500, 48), "family": "prompted", "cost_usd": 1e-6},
         "finetune": {"pred": outcomes(ITEMS_500, 40), "family": "trained", "cost_usd": 1e-5, "fit_cost_usd": 50.0}},
         ITEMS_500)
-    assert sentences[1] == "No strategy within one point of finetune's accuracy costs less."
+    assert sentences[1].startswith("No cheaper option is shown to be within 1 point of finetune: the cheapest, rag "
+                                   "(100% less), has accuracy -1.6 pts against finetune, at worst -")
     assert sentences[2] == ("rag (prompted) and finetune (trained) never break even: rag costs less at every volume "
                             "up to 1,000,000,000 items a month.")
 
@@ -343,3 +367,48 @@ def test_pareto_frontier_keeps_what_nothing_beats_on_both_cost_and_accuracy():
     costs = np.array([1.0, 2.0, 3.0, 0.5, 2.0])
     accuracy = np.array([0.8, 0.9, 0.85, 0.7, 0.88])
     assert pareto(costs, accuracy) == [3, 0, 1]
+
+
+def _lead(sentences: list[str]) -> str:
+    return next(s for s in sentences if s.startswith("Against the runner-up"))
+
+
+def test_a_sweep_never_changes_the_decisions_significance_verdict(tmp_path):
+    """Holm spans the decision's own comparisons: 37 learning-curve points on part of the data are shown, never
+    counted against the recommended strategy's lead."""
+    base = {"finetune": {"pred": outcomes(ITEMS, 10), "family": "trained", "cost_usd": 1e-5},
+            "tfidf": {"pred": outcomes(ITEMS, 22), "family": "trained", "cost_usd": 1e-6}}
+    points = {f"knn[n={i},seed=0]": {"pred": outcomes(ITEMS, 30 + i), "family": "trained",
+                                     "info": {"train_per_class": i, "sweep_seed": 0, "n_train": 2 * i}}
+              for i in range(1, 38)}
+    alone = _lead(_recommendation(tmp_path / "alone", base, ITEMS))
+    swept = _lead(_recommendation(tmp_path / "swept", {**base, **points}, ITEMS))
+    assert alone == swept and "is statistically significant" in alone
+    # over every pair, Holm would have counted 39 x 38 / 2 = 741 comparisons
+    assert "Holm" not in alone  # one comparison in the decision's family: nothing to adjust
+
+
+def test_groups_metric_choice_and_disagreement(tmp_path):
+    from harness.report import analysis, pricing
+
+    items = [(f"i{i:03d}", "rare" if i % 20 == 0 else "common") for i in range(200)]
+    # "often" is right on every common item and never on a rare one; "balanced" misses a few of each
+    often = ["common" for _ in items]
+    balanced = [gold if i % 9 else ("rare" if gold == "common" else "common") for i, (_, gold) in enumerate(items)]
+    groups = {item: f"payer{i // 10}" for i, (item, _) in enumerate(items)}
+    run = write_run(tmp_path, {"often": {"pred": often, "family": "trained", "cost_usd": 1e-5},
+                               "balanced": {"pred": balanced, "family": "trained", "cost_usd": 1e-5}}, items,
+                    groups=groups)
+    rundir = RunDir.open(run)
+    manifest = rundir.read_manifest()
+    by_accuracy = analysis.analyse(manifest, rundir.load_records(), pricing.resolve(manifest),
+                                   items=rundir.heldout())
+    assert by_accuracy.best == "often"
+    assert any("By macro-F1 the best is balanced, not often" in s for s in by_accuracy.recommendation)
+    assert any("resamples the 20 groups of column 'source'" in s for s in by_accuracy.recommendation)
+    rule = pricing.rule(manifest, ["decision.metric=macro_f1"])
+    by_f1 = analysis.analyse(manifest, rundir.load_records(), pricing.resolve(manifest), rule=rule,
+                             items=rundir.heldout())
+    assert by_f1.best == "balanced" and "the strategy with the best macro-F1 is balanced" in by_f1.recommendation[0]
+    with pytest.raises(HarnessError, match="no decision.metric 'f1'; known: accuracy, macro_f1"):
+        pricing.rule(manifest, ["decision.metric=f1"])

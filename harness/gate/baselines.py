@@ -24,7 +24,8 @@ from harness.config import PROJECT_ROOT
 from harness.errors import HarnessError, choices
 from harness.files import atomic_write, temporary_sibling
 from harness.run.directory import PREDICTION_COLUMNS, RunDir
-from harness.run.manifest import COMPLETE, Manifest
+from harness.run.manifest import Manifest
+from harness.run.state import run_state
 
 RECORDS_FILE = "records.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -92,10 +93,12 @@ def from_run(run_path: Path) -> Baseline:
     """A complete run as a baseline; item texts come from the held-out items the run stored."""
     rundir = RunDir.open(Path(run_path))
     manifest = rundir.read_manifest()
-    if manifest.status != COMPLETE:
-        raise HarnessError(f"{rundir.path}: run status is '{manifest.status}', not 'complete'; finish it "
-                           f"with `harness resume {rundir.path}` first")
     records = rundir.load_records()
+    state = run_state(rundir, records)
+    if not state.complete:
+        raise HarnessError(f"{rundir.path}: run status is '{state.display}' ({state.recorded:,} of "
+                           f"{state.planned:,} items recorded), not 'complete'; finish it with "
+                           f"`harness resume {rundir.path}` first")
     texts = rundir.texts()
     unknown = records.loc[~records["item_id"].isin(texts), "item_id"]
     if len(unknown):

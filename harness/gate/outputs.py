@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.files import atomic_write
+from harness.gate import work
 from harness.gate.check import Check, Comparison, Outcome
 from harness.report.fmt import md_cell
 
@@ -92,6 +93,11 @@ def junit_xml(outcome: Outcome) -> str:
         for check in checks:
             case = ET.SubElement(suite, "testcase", classname=f"regress.{comparison.strategy}", name=check.name,
                                  time="0")
+            # CI panels show these beside the result: a machine-dependent check can move with the runner's load
+            properties = ET.SubElement(case, "properties")
+            ET.SubElement(properties, "property", name="machine_dependent",
+                          value=str(check.machine_dependent).lower())
+            ET.SubElement(properties, "property", name="unit", value=check.unit)
             if check.status == "fail":
                 failure = ET.SubElement(case, "failure", message=_verdict(check), type="regression")
                 items = _broken_lines(comparison, check)
@@ -121,20 +127,23 @@ def verdict_lines(outcome: Outcome) -> list[str]:
 
 
 def _verdict(check: Check) -> str:
-    return (f"{check.status.upper()} {check.strategy} {check.name}: {_value(check, check.baseline)} -> "
+    machine = " [depends on the machine]" if check.machine_dependent else ""
+    return (f"{check.status.upper()} {check.strategy} {check.name}{machine}: {_value(check, check.baseline)} -> "
             f"{_value(check, check.candidate)} ({_change(check)}); {check.message}")
 
 
 def _value(check: Check, value: float) -> str:
-    if check.name == "cost_per_1k":  # local work can cost fractions of a cent per 1,000 items
+    if check.unit == work.USD:  # local work can cost fractions of a cent per 1,000 items
         return f"${value:.4f}/1k" if value >= 0.01 else f"${value:.2g}/1k"
-    if check.name == "latency_p95":
+    if check.unit == work.MS:
         return f"{value:.1f} ms"
+    if check.unit == work.TOKENS:
+        return f"{value:.1f} tokens/item"
     return f"{value:.1%}"
 
 
 def _change(check: Check) -> str:
-    if check.name in ("cost_per_1k", "latency_p95"):
+    if check.unit != "share":
         return "new cost" if math.isinf(check.change) else f"{check.change:+.1f}%"
     return f"{check.change:+.1f} points"
 
@@ -156,7 +165,8 @@ def _pred(pred, error) -> str:
 
 
 def _checks_table(outcome: Outcome) -> str:
-    rows = [{"strategy": c.strategy, "check": md_cell(c.name), "baseline": _value(c, c.baseline),
+    rows = [{"strategy": c.strategy, "check": md_cell(c.name + (" (machine-dependent)" if c.machine_dependent else "")),
+             "baseline": _value(c, c.baseline),
              "candidate": _value(c, c.candidate), "change": _change(c),
              "result": {"pass": "pass", "fail": "**FAIL**", "skip": "skipped"}[c.status], "rule": md_cell(c.message)}
             for comparison in outcome.comparisons for c in comparison.checks]

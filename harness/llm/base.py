@@ -12,6 +12,7 @@ class ChatRequest:
     key: str
     messages: list[dict[str, str]]
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. response_format, extra_body={"grammar": ...}
+    sample: int = 0  # which of an item's repeated samples (temperature > 0): each is cached apart
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Completion:
     cached: bool = False
     attempts: int = 1
     error: str | None = None
+    # per generated token [text, logprob, {alternative: logprob}], when the request asked for log-probabilities
+    logprobs: list | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from harness.llm.retry import CallSettings, serve_worker
 log = logging.getLogger(__name__)
 
 PRICING_MODES = ("per_token", "per_second")
+PARENT_PID_ENV = "HARNESS_LLM_PARENT_PID"  # the process the forkserver must not outlive (harness.llm.forkserver)
 LOCAL_SERVER_KEY = "no-key"  # OpenAI-compatible local servers want some key and accept any
 # Calls in flight per worker process. litellm's ~4-5 ms of CPU per call already queues calls in one event loop
 # at 16 in flight (200 ms calls, 2 cores: wall/ideal 1.16-1.28 with one worker, 1.10 with two).
@@ -64,8 +65,17 @@ class LLMClient:
         self._running = False
 
     def cache_key(self, request: ChatRequest) -> str:
-        return cache_key(identity=self.cache_identity or self.model, messages=request.messages,
-                         temperature=self.temperature, max_tokens=self.max_tokens, extra=request.extra)
+        return cache_key(identity=self.identity, messages=request.messages, temperature=self.temperature,
+                         max_tokens=self.max_tokens, extra=request.extra, sample=request.sample)
+
+    @property
+    def identity(self) -> str:
+        """What names the model in the response cache: `cache_identity` when set (local servers set the model
+        file's hash, their port changing every run), else the model with its endpoint, so two servers that
+        serve the same model name never share answers."""
+        if self.cache_identity:
+            return self.cache_identity
+        return f"{self.model}@{self.api_base}" if self.api_base else self.model
 
     def run(self, requests: Iterable[ChatRequest]) -> Iterator[tuple[ChatRequest, Completion]]:
         """Yields (request, completion) as each finishes (completion order), with at most max_concurrency
@@ -305,7 +315,10 @@ def _process_context():
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that imported litellm once, instead of paying ~2.5 s each; litellm's
-        # proxy types load lazily on its first call (~0.7 s), so they are imported there too.
-        context.set_forkserver_preload(["harness", "litellm", "litellm.proxy._types", "harness.llm.retry"])
+        # proxy types load lazily on its first call (~0.7 s), so they are imported there too. The first import
+        # ties the server's life to this process's (named here, so the server can tell it from its own).
+        context.set_forkserver_preload(["harness.llm.forkserver", "litellm", "litellm.proxy._types",
+                                        "harness.llm.retry"])
+        os.environ[PARENT_PID_ENV] = str(os.getpid())
         return context
     return multiprocessing.get_context("spawn")

@@ -14,6 +14,11 @@ from harness.llm.parsing import OUTPUT_MODES
 PROVIDERS = ("local_gguf", "api")
 CLIENT_KEYS = ("max_concurrency", "timeout_s", "max_retries", "backoff_s", "cache_dir", "temperature", "max_tokens",
                "workers")
+# key -> (type, lowest value, rule as the error states it), for the keys present
+CLIENT_RULES = {"max_concurrency": (int, 1, ">= 1"), "timeout_s": ((int, float), 0, "> 0"),
+                "max_retries": (int, 0, ">= 0"), "backoff_s": ((int, float), 0, ">= 0"),
+                "temperature": ((int, float), 0, ">= 0"), "max_tokens": (int, 1, ">= 1"), "workers": (int, 1, ">= 1")}
+NULLABLE = ("workers",)
 PRICE_MODES = ("per_token", "per_second")
 GGUF_KEYS = ("path", "parts", "file_name", "cache_dir", "sha256")
 SERVER_KEYS = ("n_ctx", "n_threads", "startup_timeout_s", "extra_args")
@@ -29,6 +34,14 @@ class Endpoint:
     max_concurrency: int
     info: dict = field(default_factory=dict)  # what the manifest records (model file hash, server, prices)
     server: Any = None
+    recipe: tuple | None = field(default=None, repr=False)  # connect()'s arguments: how a copy reconnects
+
+    def __reduce__(self):
+        """A copy in another process (a Ray worker) is a new connection made the same way: for a local model, a
+        server of its own there; a client's worker processes and a server's port do not travel."""
+        if self.recipe is None:
+            raise TypeError(f"endpoint {self.name} was not made by connect() and cannot be copied to a worker")
+        return reconnect, self.recipe
 
     def check_alive(self) -> None:
         if self.server is not None:
@@ -57,13 +70,49 @@ def connect(model: Mapping, settings: Mapping, *, hardware, run_dir: Path) -> En
                            f"{', '.join(OUTPUT_MODES)}")
     options = _client_options(model, settings)
     if model["provider"] == "local_gguf":
-        return _local(model, options, output_mode, hardware, run_dir)
-    return _api(model, options, output_mode, hardware)
+        endpoint = _local(model, options, output_mode, hardware, run_dir)
+    else:
+        endpoint = _api(model, options, output_mode, hardware)
+    endpoint.recipe = (model, dict(settings or {}), hardware, Path(run_dir))
+    return endpoint
+
+
+_reconnected: dict[str, Endpoint] = {}  # this process's copies of the driver's endpoints, one per model
+
+
+def reconnect(model: Mapping, settings: Mapping, hardware, run_dir: Path) -> Endpoint:
+    """The endpoint a shipped strategy uses in this process: made once per model, as the run's Services makes
+    one per model, so a worker starts one local server however many strategies it unpickles."""
+    if model["name"] not in _reconnected:
+        _reconnected[model["name"]] = connect(model, settings, hardware=hardware, run_dir=run_dir)
+    return _reconnected[model["name"]]
+
+
+def close_reconnected() -> None:
+    """Stops what `reconnect` started in this process."""
+    endpoints = list(_reconnected.values())
+    _reconnected.clear()
+    for endpoint in endpoints:
+        endpoint.close()
 
 
 def _client_options(model: Mapping, settings: Mapping) -> dict:
-    """The root `llm:` settings overridden by the model's own `client:` node."""
-    return _known({**dict(settings or {}), **dict(model.get("client") or {})}, CLIENT_KEYS, "client")
+    """The root `llm:` settings overridden by the model's own `client:` node, checked: a timeout of -1 would
+    otherwise fail every call one by one, a concurrency of 'abc' deep inside the client."""
+    own = dict(model.get("client") or {})
+    for node, where in ((dict(settings or {}), "llm"), (own, "model.client")):
+        _check_client(node, where)
+    return _known({**dict(settings or {}), **own}, CLIENT_KEYS, "client")
+
+
+def _check_client(node: Mapping, where: str) -> None:
+    for key, (kind, low, rule) in CLIENT_RULES.items():
+        value = node.get(key)
+        if key not in node or (value is None and key in NULLABLE):
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or value < low or (rule == "> 0" and value == 0):
+            raise HarnessError(f"config key '{where}.{key}' must be {'a whole number' if kind is int else 'a number'} "
+                               f"{rule}{' or null' if key in NULLABLE else ''}, got {value!r}")
 
 
 def _known(node: Mapping, keys: tuple[str, ...], where: str) -> dict:

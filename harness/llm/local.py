@@ -96,7 +96,7 @@ class LlamaServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                             stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         atexit.register(self.stop)
         self._wait_ready()
         return self
@@ -149,11 +149,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM if the harness process is killed outright (no atexit then), so a killed
-    run never leaves a model server holding CPU cores."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Linux: this process gets `sig` when its parent dies, even when the parent is killed outright (no atexit
+    then), so a killed run never leaves a model server or LLM worker holding CPU cores."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, sig)

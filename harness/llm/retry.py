@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import random
 import signal
 import time
@@ -16,9 +17,10 @@ import warnings
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from multiprocessing.connection import Connection
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NoReturn
 
 from harness.llm.base import ChatRequest, Completion
+from harness.llm.local import die_with_parent
 
 MAX_BACKOFF_S = 60.0  # the exponential backoff stops growing here
 MAX_RETRY_AFTER_S = 300.0  # a Retry-After beyond this is treated as this, so a broken header cannot stall a run
@@ -113,13 +115,32 @@ def _from_response(response: Any, latency_ms: float, attempts: int) -> Completio
     return Completion(text=response.choices[0].message.content or "",
                       prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                       completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                      latency_ms=latency_ms, attempts=attempts)
+                      latency_ms=latency_ms, attempts=attempts, logprobs=_token_logprobs(response.choices[0]))
+
+
+def _token_logprobs(choice: Any) -> list | None:
+    """The OpenAI `logprobs.content` list as plain data (it crosses a pipe and goes into the cache)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return [[t.token, float(t.logprob), {a.token: float(a.logprob) for a in (t.top_logprobs or [])}]
+            for t in content]
 
 
 def serve_worker(conn: Connection, settings: CallSettings) -> None:
     """A worker process: runs the jobs its pipe brings, `settings.concurrency` at a time."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells workers to stop
+    # The forkserver it forks from dies with the run (harness.llm.forkserver), and this worker with the forkserver;
+    # the pipe to the run closing (below) is the quicker sign.
+    die_with_parent(signal.SIGKILL)
     asyncio.run(_Worker(conn, settings).serve())
+
+
+def _parent_gone() -> NoReturn:
+    """The run's process is gone (killed outright): no one will read another answer and a worker keeps nothing
+    worth saving, so it leaves at once and quietly, not seconds later with a BrokenPipeError traceback in the
+    run's log."""
+    os._exit(0)
 
 
 class _Worker:
@@ -152,8 +173,8 @@ class _Worker:
         try:
             while self.conn.poll():
                 self._handle(self.conn.recv())
-        except EOFError:  # the parent is gone
-            self._handle(None)
+        except (EOFError, OSError):  # the parent closes its end only by dying: a clean stop sends None first
+            _parent_gone()
         self._start_queued()
 
     def _handle(self, message: tuple | None) -> None:
@@ -181,7 +202,10 @@ class _Worker:
         if not task.cancelled():
             # `complete` records failures itself; this guard only keeps a bug from leaving the parent waiting.
             bug = task.exception()
-            self.conn.send((tag, task.result() if bug is None else Completion(error=f"internal error: {bug!r}")))
+            try:
+                self.conn.send((tag, task.result() if bug is None else Completion(error=f"internal error: {bug!r}")))
+            except OSError:  # BrokenPipeError: the parent died while this call was in flight
+                _parent_gone()
         self._start_queued()
 
 

@@ -18,7 +18,7 @@ RESULT_COLUMNS = ["strategy", "family", "model", "n", "accuracy", "accuracy_ci_l
                   "macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "latency_p50_ms", "latency_p95_ms",
                   "latency_p99_ms", "throughput_items_per_s", "cost_per_1k_usd", "cost_per_1k_usd_ci_low",
                   "cost_per_1k_usd_ci_high", "spent_usd", "fit_seconds", "fit_cost_usd", "n_errors", "n_invalid",
-                  "n_cached", "latency_basis"]
+                  "n_cached", "latency_basis", "run_status", "coverage"]
 PLAN_COLUMNS = ["total_usd", "monthly_usd", "within_budget", "retired"]  # depend on the pricing plan, not the run
 
 
@@ -28,27 +28,29 @@ def build(run_path: Path, pricing_overrides: Sequence[str] = ()) -> pd.DataFrame
     `pricing_overrides` (`pricing.monthly_volume=50000`, `pricing=NAME`) re-price the decision without touching
     the records."""
     from harness.report import analysis, markdown, pricing
+    from harness.run.state import run_state
 
     rundir = RunDir.open(Path(run_path))
     manifest = rundir.read_manifest()
     records = rundir.load_records()
     if records.empty:
         raise HarnessError(f"{rundir.path}: no records yet, so nothing to report")
-    plan = pricing.resolve(manifest, pricing_overrides)
-    texts, notes = _texts(rundir)
-    result = analysis.analyse(manifest, records, plan, texts=texts, notes=notes)
+    plan, rule = pricing.resolve(manifest, pricing_overrides), pricing.rule(manifest, pricing_overrides)
+    items, notes = _items(rundir)
+    result = analysis.analyse(manifest, records, plan, rule=rule, items=items, notes=notes,
+                              state=run_state(rundir, records))
     _write_tables(rundir.path, result)
     atomic_write(rundir.path / "report.md", markdown.render(result))
     _write_visuals(rundir.path, result)
     return _results_frame(result.results)
 
 
-def _texts(rundir: RunDir) -> tuple[dict[str, str], list[str]]:
-    """The held-out items' texts the run stored, for the confusion and flip lists."""
+def _items(rundir: RunDir) -> tuple[pd.DataFrame | None, list[str]]:
+    """The held-out items the run stored: texts for the confusion and flip lists, groups for the statistics."""
     try:
-        return rundir.texts(), []
+        return rundir.heldout(), []
     except HarnessError as exc:
-        return {}, [f"item texts unavailable: {exc}"]
+        return None, [f"item texts unavailable: {exc}"]
 
 
 def _results_frame(results: pd.DataFrame) -> pd.DataFrame:

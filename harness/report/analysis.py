@@ -4,6 +4,7 @@ total cost at volume, break-even volumes, significance, per-class detail and the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,10 @@ import pandas as pd
 from harness import metrics, stats
 from harness.costs.plan import PricingPlan
 from harness.report.costing import Costs, analyse_costs
+from harness.report.pricing import DecisionRule
+from harness.report.verdict import Verdict, verdict
 from harness.run.manifest import Manifest
+from harness.run.state import RunState
 
 
 @dataclass
@@ -20,7 +24,8 @@ class Analysis:
     plan: PricingPlan
     results: pd.DataFrame  # one row per strategy: metrics.summarize, family, intervals, total cost at the plan
     per_class: pd.DataFrame
-    pairwise: pd.DataFrame  # one row per pair of strategies (stats.pairwise)
+    pairwise: pd.DataFrame  # one row per pair of strategies (stats.pairwise): the reference, its own Holm
+    verdict: Verdict  # the decision's statistics: ranking, its comparison family, non-inferiority, power
     costs: Costs  # every option's bill, the break-even volumes, the decision's pair
     best: str | None  # the strategy the recommendation names
     recommendation: list[str]
@@ -32,51 +37,124 @@ class Analysis:
     learning_curve: pd.DataFrame  # empty unless the run has train_per_class
     scenario: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    beyond: Any = None  # harness.report.beyond.Beyond: calibration, cascades, distillation, label audit
+    state: RunState | None = None  # the run's status as displayed, and items recorded of planned
+
+    @property
+    def status(self) -> str:
+        """'complete: 300 of 300 items recorded (100%)', or the manifest's word where the state is unknown."""
+        return self.state.describe() if self.state is not None else self.manifest.status
+
+    @property
+    def partial(self) -> bool:
+        return self.state is not None and not (self.state.complete and self.state.coverage >= 1.0)
+
+    @property
+    def banner(self) -> str | None:
+        """What every output says first about a run that is not complete, or not fully recorded."""
+        if not self.partial:
+            return None
+        return (f"Partial run: {self.status}. Every figure here is provisional, measured on the items recorded "
+                f"so far; `harness resume RUN_DIR` finishes it.")
 
 
-def scored(manifest: Manifest, records: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
-    """metrics.summarize plus family and intervals for macro-F1 and cost per 1,000."""
-    results = metrics.summarize(records, manifest.strategies, seed=seed)
+def scored(manifest: Manifest, records: pd.DataFrame, *, seed: int = 0, groups: pd.Series | None = None) -> pd.DataFrame:
+    """metrics.summarize plus family and intervals for macro-F1 and cost per 1,000 (resampling groups of items
+    when the dataset names a group column)."""
+    results = metrics.summarize(records, manifest.strategies, seed=seed, groups=groups)
     results.insert(1, "family", [manifest.family(name) for name in results["strategy"]])
-    intervals = pd.DataFrame([{"strategy": name, **_intervals(group, seed)}
+    intervals = pd.DataFrame([{"strategy": name, **_intervals(group, seed, groups)}
                               for name, group in records.groupby("strategy", sort=False)])
     return results.merge(intervals, on="strategy", how="left")
 
 
-def _intervals(group: pd.DataFrame, seed: int) -> dict:
-    low, high = stats.macro_f1_ci(group["gold"].astype(str), metrics.predictions(group), seed=seed)
-    cost_low, cost_high = stats.bootstrap_ci(1000.0 * group["cost_usd"].astype(float).to_numpy(), seed=seed)
+def _intervals(group: pd.DataFrame, seed: int, groups: pd.Series | None) -> dict:
+    g = None if groups is None else groups.reindex(group["item_id"]).to_numpy()
+    low, high = stats.macro_f1_ci(group["gold"].astype(str), metrics.predictions(group), groups=g, seed=seed)
+    cost_low, cost_high = stats.bootstrap_ci(1000.0 * group["cost_usd"].astype(float).to_numpy(), groups=g,
+                                             seed=seed)
     return {"macro_f1_ci_low": low, "macro_f1_ci_high": high,
             "cost_per_1k_usd_ci_low": cost_low, "cost_per_1k_usd_ci_high": cost_high}
 
 
-def analyse(manifest: Manifest, records: pd.DataFrame, plan: PricingPlan, *, texts: dict[str, str] | None = None,
-            notes: list[str] | None = None) -> Analysis:
+def adoptable(manifest: Manifest, name: str, costs: Costs, state: RunState | None = None) -> bool:
+    """Whether a strategy is an option to adopt, and so in the decision's comparisons: not a scenario's `before`
+    stage, not on a retired model, not a learning-curve point on part of the training split, and not one whose
+    items mostly failed (a 401 on every call is no measurement of 0% accuracy)."""
+    fit = manifest.strategies[name]
+    partial = fit.stage.kind == "sweep" and fit.n_train < manifest.dataset.n_train
+    return (fit.stage.candidate and not partial and not costs.bills[name].retired
+            and name not in mostly_errored(manifest, state))
+
+
+def mostly_errored(manifest: Manifest, state: RunState | None) -> dict[str, str]:
+    """strategy -> why it is no option: its items failed more often than the run's `max_error_share`."""
+    if state is None:
+        return {}
+    limit = float(manifest.config.get("max_error_share", 0.5))
+    return {s.strategy: (f"{s.strategy} is no option: {s.errors:,} of {s.recorded:,} items failed "
+                         f"({s.error_share:.0%}, above max_error_share {limit:g}); commonest error "
+                         f"({s.commonest_error_count}x): {str(s.commonest_error)[:200]}")
+            for s in state.strategies.values() if s.error_share > limit}
+
+
+def analyse(manifest: Manifest, records: pd.DataFrame, plan: PricingPlan, *, rule: DecisionRule | None = None,
+            items: pd.DataFrame | None = None, notes: list[str] | None = None,
+            state: RunState | None = None) -> Analysis:
+    """`items`: the run's stored held-out items (item_id, text, label, group), for texts and groups; `state`:
+    the run's status and coverage (harness.run.state), which a partial run's outputs lead with."""
     from harness.report.recommend import recommend
 
-    seed = manifest.seed
+    seed, rule = manifest.seed, rule or DecisionRule()
     records = records.drop_duplicates(["strategy", "item_id"], keep="last")
-    results = scored(manifest, records, seed=seed)
+    groups = _groups(manifest, items)
+    texts = {} if items is None else dict(zip(items["item_id"], items["text"]))
+    results = scored(manifest, records, seed=seed, groups=groups)
     costs = analyse_costs(manifest, results, plan, dict(zip(results["strategy"], results["accuracy"])))
     results = with_totals(results, costs, plan)
     correct = records.pivot(index="item_id", columns="strategy", values="correct")[list(results["strategy"])]
-    pairwise = stats.pairwise(correct, seed=seed)
-    candidates = results[[manifest.strategies[name].stage.candidate and not costs.bills[name].retired
-                          for name in results["strategy"]]]
-    best, sentences = recommend(candidates, costs, pairwise, plan)
+    pairwise = stats.pairwise(correct, seed=seed, groups=None if groups is None else groups.reindex(correct.index))
+    results = with_state(results, state)
+    candidates = results[[adoptable(manifest, name, costs, state) for name in results["strategy"]]]
+    within = candidates[candidates["within_budget"].astype(bool)]
+    decision = verdict(results, within if not within.empty else candidates, records, rule, groups,
+                       manifest.dataset.group_column, seed)
+    best, sentences = recommend(decision, candidates[~candidates["within_budget"].astype(bool)], costs, plan)
+    if state is not None and not (state.complete and state.coverage >= 1.0):
+        sentences = [f"Partial run ({state.describe()}): this recommendation is provisional.", *sentences]
     from harness.report.summary import summary
 
     best_or_top = best or _most_accurate(results)
-    texts = texts or {}
+    from harness.report.beyond import analyse as analyse_beyond
+
+    beyond = analyse_beyond(manifest, records, results, seed=seed)
     return Analysis(
         manifest=manifest, plan=plan, results=results, per_class=metrics.per_class(records), pairwise=pairwise,
-        costs=costs, best=best, recommendation=sentences, summary=summary(costs, results, plan), records=records,
+        verdict=decision, costs=costs, best=best, recommendation=sentences, summary=summary(costs, results, plan), records=records,
         latency_ms={name: g["latency_ms"].astype(float).to_numpy()
                     for name, g in records.groupby("strategy", sort=False)},
         confusions=confusions(records, best_or_top, texts),
         flips=flips(records, best_or_top, _runner_up(results, best_or_top), texts),
         learning_curve=learning_curve(results), scenario=_scenario(manifest, records),
-        notes=[*manifest.notes, *(notes or [])])
+        notes=[*manifest.notes, *(notes or []), *mostly_errored(manifest, state).values(), *beyond.notes],
+        beyond=beyond, state=state)
+
+
+def _groups(manifest: Manifest, items: pd.DataFrame | None) -> pd.Series | None:
+    """item id -> group, when the dataset names a group column (and the run stored its items)."""
+    if not manifest.dataset.group_column or items is None or items["group"].isna().all():
+        return None
+    return pd.Series(items["group"].to_numpy(), index=items["item_id"].to_numpy())
+
+
+def with_state(results: pd.DataFrame, state: RunState | None) -> pd.DataFrame:
+    """Adds the run's status and each strategy's coverage (items recorded of items planned) to its row, so a
+    results.csv read on its own says whether its figures are final."""
+    if state is None:
+        return results
+    coverage = [state.strategies[name].coverage if name in state.strategies else float("nan")
+                for name in results["strategy"]]
+    return results.assign(run_status=state.display, coverage=coverage)
 
 
 def with_totals(results: pd.DataFrame, costs: Costs, plan: PricingPlan) -> pd.DataFrame:

@@ -13,9 +13,8 @@ import pandas as pd
 
 from harness.report.analysis import Analysis
 from harness.report.fmt import volume
+from harness.report.style import short, style
 
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p"]
-LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)), (0, (8, 3)), (0, (3, 1, 1, 1, 1, 1))]
 HATCHES = ["//", "\\\\", "xx", "..", "oo", "--", "++", "**"]
 ANNOTATE_ALL = 8  # up to this many strategies, every point of the accuracy/cost chart is named
 PER_CLASS_ROWS = 25  # the per-class chart shows the worst classes; the full table is in the report
@@ -35,20 +34,6 @@ class Chart:
     caption: str
     png: Path
     svg: Path
-
-
-def style(index: int) -> dict:
-    from matplotlib import colormaps
-
-    return {"marker": MARKERS[index % len(MARKERS)], "linestyle": LINESTYLES[index % len(LINESTYLES)],
-            "color": colormaps["tab10"](index % 10)}
-
-
-def short(text: str, limit: int = 40) -> str:
-    """Long names (a merged run's `zero_shot@experiment/2026-...`, long labels) would squeeze the plot away;
-    the tables carry them whole."""
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit // 2 - 1]}...{text[-(limit // 2 - 2):]}"
 
 
 @contextlib.contextmanager
@@ -284,7 +269,9 @@ def specs(a: Analysis) -> list[tuple]:
     if not a.learning_curve.empty:
         out.append(("learning_curve", "Learning curves", "Accuracy as training items per class grow.",
                     learning_curve, (7.5, 4.5)))
-    return out
+    from harness.report import abstention, hybrids
+
+    return out + ([*abstention.chart_specs(a), *hybrids.chart_specs(a)] if a.beyond is not None else [])
 
 
 def render(a: Analysis, out_dir: Path) -> list[Chart]:

@@ -30,8 +30,11 @@ def page(a: Analysis):
     text_area, chart_area, notes_area = fig.subfigures(3, 1, height_ratios=[1.05, 2.0, 0.95])
     text_area.text(0.01, 0.97, f"{a.manifest.experiment}: what it costs, prompt or train", fontsize=15,
                    fontweight="bold", va="top")
-    body = "\n".join(textwrap.fill(sentence, 165) for sentence in (a.summary or a.recommendation))
+    sentences = [*([a.banner] if a.banner else []), *(a.summary or a.recommendation)]
+    body = "\n".join(textwrap.fill(sentence, 165) for sentence in sentences)
     text_area.text(0.01, 0.78, body, fontsize=9, va="top", linespacing=1.4)
+    text_area.text(0.99, 0.97, f"Run {a.status}", fontsize=8, va="top", ha="right",
+                   color="#b00" if a.banner else "#444")
     ax = chart_area.subplots()
     charts.total_cost(ax, a)
     ax.set_title("Total cost against monthly volume", fontsize=10)

@@ -5,7 +5,6 @@ import pandas as pd
 
 from harness.report.analysis import Analysis
 from harness.report.fmt import pct, points, pvalue, usd, volume
-from harness.report.recommend import ALPHA
 from harness.strategies.base import PROMPTED
 
 
@@ -109,8 +108,24 @@ def significance(a: Analysis) -> pd.DataFrame:
         "b - a (95% CI)": _ci(p["diff_b_minus_a"], p["diff_ci_low"], p["diff_ci_high"], points),
         "only a right": p["only_a_correct"], "only b right": p["only_b_correct"],
         "McNemar p": p["p_mcnemar"].map(pvalue), "Holm p": p["p_holm"].map(pvalue),
-        f"significant (Holm, {ALPHA:g})": ["yes" if q < ALPHA else "no" for q in p["p_holm"]],
+        f"significant (Holm, {a.verdict.rule.alpha:g})": ["yes" if q < a.verdict.rule.alpha else "no"
+                                                          for q in p["p_holm"]],
     })
+
+
+def decision_family(a: Analysis) -> pd.DataFrame:
+    """The recommended strategy against each other option, Holm over these comparisons only."""
+    f, alpha = a.verdict.family, a.verdict.rule.alpha
+    if f.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "recommended": f["a"], "against": f["b"], "paired items": f["n_items"],
+        "accuracy difference (95% CI)": _ci(-f["diff_b_minus_a"], -f["diff_ci_high"], -f["diff_ci_low"], points),
+        "macro-F1 difference (95% CI)": [f"{-d:+.3f} ({-h:+.3f} to {-lo:+.3f})" for d, lo, h in
+                                         zip(f["macro_f1_diff_b_minus_a"], f["macro_f1_diff_ci_low"],
+                                             f["macro_f1_diff_ci_high"])],
+        "McNemar p": f["p_mcnemar"].map(pvalue), "Holm p (the decision's comparisons)": f["p_holm"].map(pvalue),
+        f"significant ({alpha:g})": ["yes" if q < alpha else "no" for q in f["p_holm"]]})
 
 
 def per_class(a: Analysis, limit: int | None = None) -> pd.DataFrame:
@@ -213,5 +228,11 @@ def sections(a: Analysis) -> dict[str, tuple[str, pd.DataFrame]]:
         out["learning_curve"] = ("Learning curves", learning_curve(a))
     if a.scenario is not None:
         out["scenario"] = ("New categories: before and after adapting", scenario(a))
-    out["significance"] = ("Significance (McNemar exact, Holm-adjusted)", significance(a))
+    from harness.report import abstention, hybrids, label_audit
+
+    if a.beyond is not None:
+        out.update({**hybrids.sections(a), **abstention.sections(a), **label_audit.sections(a)})
+    out["decision_family"] = ("The decision's comparisons: the recommended strategy against each other option",
+                              decision_family(a))
+    out["significance"] = ("Every pair (a reference; Holm over all pairs)", significance(a))
     return {key: (title, frame) for key, (title, frame) in out.items() if not frame.empty}

@@ -7,8 +7,11 @@ Layout (the contract users, reports and the regression gate depend on):
                                prices, fit records, status
         config.yaml            the resolved config (what `harness resume` re-runs)
         heldout.parquet        the held-out items (item_id, text, label, group): what every reader shows
-        records/<strategy>.jsonl   one line per finished item, appended and flushed as each completes
-        predictions.parquet    all records, one row per strategy x item (written when the run completes)
+        writer.lock            held by the one process writing the run (harness.run.lock)
+        records/<strategy>.jsonl   one line per finished item, appended and flushed as each completes; an item
+                               redone (`harness resume --retry-errors`) gets a later line, and the latest wins
+        predictions.parquet    all records, one row per strategy x item, in held-out order (written when the run
+                               completes)
         results.csv, per_class.csv, report.*   derived from the records alone
 """
 from __future__ import annotations
@@ -19,11 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
 from harness.files import atomic_write, temporary_sibling
 from harness.hashing import content_hash
+from harness.run import lock
 from harness.run.manifest import Manifest, check_same_heldout
 
 PREDICTION_COLUMNS = ["strategy", "item_id", "gold", "pred", "correct", "latency_ms", "prompt_tokens",
@@ -58,6 +63,10 @@ class RunDir:
         if not (run.path / "manifest.json").is_file():
             raise HarnessError(f"{run.path}: not a run directory (no manifest.json)")
         return run
+
+    def writing(self, command: str):
+        """The run's writer lock for `command` (a context manager): one writer per run directory."""
+        return lock.writing(self.path, command)
 
     # ------------------------------------------------------------------------------------------- manifest
     @property
@@ -104,6 +113,14 @@ class RunDir:
                            advice="the stored items were changed after the run")
         return frame
 
+    def _heldout_positions(self) -> dict[str, int] | None:
+        """item id -> its place in the stored held-out set; None for a run directory without one."""
+        path = self.path / HELDOUT_FILE
+        if not path.is_file():
+            return None
+        ids = pd.read_parquet(path, columns=["item_id"])["item_id"]
+        return dict(zip(ids, range(len(ids))))
+
     def texts(self) -> dict[str, str]:
         frame = self.heldout()
         return dict(zip(frame["item_id"], frame["text"]))
@@ -120,8 +137,10 @@ class RunDir:
         self._repair(self.records_path(strategy))
         return open(self.records_path(strategy), "a", encoding="utf-8")
 
-    def done_ids(self, strategy: str) -> set[str]:
-        return {rec["item_id"] for rec in self._read_jsonl(self.records_path(strategy))}
+    def done_ids(self, strategy: str, *, errored: bool = True) -> set[str]:
+        """Items recorded for `strategy`; with errored=False, only those whose latest record has no error."""
+        latest = {rec["item_id"]: rec for rec in self._read_jsonl(self.records_path(strategy))}
+        return {item for item, rec in latest.items() if errored or not rec.get("error")}
 
     def _repair(self, path: Path) -> None:
         """Drop a torn last line left by an interrupt mid-write, so appends start on a clean line."""
@@ -136,11 +155,12 @@ class RunDir:
         if not path.exists():
             return []
         out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn final line from an interrupted write: that item was not finished
+        with open(path, encoding="utf-8") as lines:  # line by line: the file's text is never held whole
+            for line in lines:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a torn final line from an interrupted write: that item was not finished
         return out
 
     def load_records(self) -> pd.DataFrame:
@@ -151,11 +171,18 @@ class RunDir:
         return _frame([rec for path in sorted(self.records_dir.glob("*.jsonl")) for rec in self._read_jsonl(path)])
 
     def write_predictions(self, order: list[str]) -> pd.DataFrame:
-        """Collects the JSONL records into predictions.parquet, strategies in run order."""
-        rows = []
+        """Collects the JSONL records into predictions.parquet: strategies in run order, one row per item, each
+        strategy's items in held-out order rather than the order they finished in (which concurrent calls and
+        executors change), so the file and every statistic resampled from it are the same however the run ran.
+        Parsed one strategy at a time: the parsed lines, far larger than the frame, never hold the whole run."""
+        position = self._heldout_positions()
+        frames = []
         for strategy in order:
-            rows.extend(self._read_jsonl(self.records_path(strategy)))
-        frame = _frame(rows)
+            part = _frame(self._read_jsonl(self.records_path(strategy)))
+            if position is not None:
+                part = part.iloc[np.argsort(part["item_id"].map(position).to_numpy(dtype=float), kind="stable")]
+            frames.append(part)
+        frame = pd.concat(frames, ignore_index=True) if frames else _frame([])
         tmp = temporary_sibling(self.path / "predictions.parquet")
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, self.path / "predictions.parquet")
@@ -173,6 +200,8 @@ class _Item:
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per (strategy, item): an item's later record (a retried error) replaces its earlier one."""
     frame = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+    frame = frame.drop_duplicates(["strategy", "item_id"], keep="last").reset_index(drop=True)
     frame["extra"] = frame["extra"].map(lambda e: json.dumps(e) if isinstance(e, dict) and e else None)
     return frame

@@ -24,6 +24,31 @@ class DatasetInfo:
     group_column: str | None = None
 
 
+@dataclass(frozen=True)
+class SplitAudit:
+    """One split's label audit (harness.audit): its items, the suspected label errors, and the suspects kept here
+    (most suspect first: item_id, text, given_label, suggested_label, given_probability)."""
+
+    n_items: int
+    n_issues: int
+    error_rate: float  # n_issues / n_items: the estimated share of wrong labels
+    suspects: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelAudit:
+    strategy: str  # the `_target_` whose probabilities judged the labels
+    model: str
+    folds: int
+    file: str  # every suspect of both splits, relative to the run directory
+    train: SplitAudit
+    heldout: SplitAudit
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LabelAudit":
+        return cls(**{**data, "train": SplitAudit(**data["train"]), "heldout": SplitAudit(**data["heldout"])})
+
+
 @dataclass
 class Manifest:
     experiment: str
@@ -41,6 +66,7 @@ class Manifest:
     projection: list[dict] = field(default_factory=list)  # harness.costs.projection rows
     runs: list[dict] = field(default_factory=list)  # `compare`: the merged runs
     notes: list[str] = field(default_factory=list)  # what every reader should be told (e.g. no task description)
+    audit: LabelAudit | None = None  # the label audit, when the config asks for one (`audit:`)
 
     # ------------------------------------------------------------------------------------------ reading
     @property
@@ -80,6 +106,8 @@ class Manifest:
                                                                                      fields(DatasetInfo)}})
         values["strategies"] = {name: FitRecord.from_dict(record)
                                 for name, record in (values.get("strategies") or {}).items()}
+        if values.get("audit"):
+            values["audit"] = LabelAudit.from_dict(values["audit"])
         return cls(**values)
 
     def with_changes(self, **changes) -> "Manifest":

@@ -1,9 +1,11 @@
-"""What ran: package versions, the project's git commit, the machine. Recorded in every manifest."""
+"""What ran: package versions, the project's git commit, the machine and its speed. Recorded in every manifest."""
 from __future__ import annotations
 
 import platform
+import statistics
 import subprocess
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 
 from harness.config import PROJECT_ROOT
@@ -34,3 +36,17 @@ def _git() -> dict:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit or None, "dirty": dirty}
+
+
+def reference_ms(repeats: int = 3) -> float:
+    """Median milliseconds of a fixed single-threaded CPU workload (about 9 ms on an idle 2-vCPU cloud machine):
+    this machine's speed at this moment. The runner takes it around each stage's predictions, so the gate can
+    compare self-hosted seconds measured on machines that differ in speed or load."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for number in range(200_000):
+            total += number * number % 7
+        samples.append(1000.0 * (time.perf_counter() - started))
+    return statistics.median(samples)

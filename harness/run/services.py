@@ -37,10 +37,20 @@ class Services:
         return self._llms[model["name"]]
 
     def close(self) -> None:
-        """Stops what the run started (local model servers, client connections)."""
+        """Stops what the run started (local model servers, client connections), and says how much of the
+        embedding work the on-disk cache saved."""
         endpoints, self._llms = list(self._llms.values()), {}
         for endpoint in endpoints:
             endpoint.close()
+        if self._embedder is not None:
+            embedder, self._embedder = self._embedder, None
+            embedder.close()
+            if embedder.from_disk:
+                import sys
+
+                print(f"embedding cache: {embedder.from_disk:,} of {embedder.from_disk + embedder.computed:,} texts "
+                      "read from disk, not embedded again (each strategy still charged their measured time)",
+                      file=sys.stderr)
 
     def artifacts(self, strategy: str) -> Path:
         """A directory for a strategy's saved state (e.g. fine-tuned weights), reused on resume."""

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from harness.run.services import Services
 
 PROMPTED, TRAINED = "prompted", "trained"
+CASCADE, DISTILL = "cascade", "distill"  # families of their own (harness.strategies.cascade, .distill)
 # How inference is billed: "api" (a provider's per-token prices) or "self_hosted" (a machine you run).
 API, SELF_HOSTED = "api", "self_hosted"
 
@@ -82,6 +83,9 @@ class FitRecord:
     serving: str = "cpu"  # the machine class a self-hosted deployment needs: "cpu", or "gpu" (an LLM adapter)
     fit_basis: str = "measured seconds x hardware $/h"
     predict_seconds: float = 0.0
+    # harness.run.provenance.reference_ms around the predictions: the gate scales measured seconds of
+    # self-hosted strategies by it, so a slower or busier machine does not read as a slower candidate
+    reference_ms: float | None = None
     artefacts: dict[str, str] = field(default_factory=dict)  # file relative to the run directory -> sha256
     prompt: PromptArtefact | None = None
     stage: StageInfo = field(default_factory=StageInfo)
@@ -150,6 +154,13 @@ class Strategy(ABC):
             n_train=int(getattr(self, "n_train_", n_train)), billing=self.billing, serving=self.serving,
             fit_basis=getattr(self, "fit_basis_", FitRecord.fit_basis), artefacts=self.artefacts(),
             prompt=self.prompt_artefact(), stage=stage, details=self.describe())
+
+    @property
+    def distributable(self) -> bool:
+        """Whether an executor may predict this fitted strategy's items in other processes or machines (pickled
+        there, harness.run.ray_executor). Not when an API bills it: the provider's rate limits bound it, not
+        cores, so more workers would only add 429s."""
+        return self.billing != API
 
     def describe(self) -> dict:
         """Strategy-specific facts the manifest keeps beyond the typed fields (e.g. training settings)."""

@@ -46,16 +46,33 @@ class BatchedClassifier(Strategy):
         """Hook for subclasses that need services before featurising."""
 
     def predict(self, items: Sequence) -> Iterator[Prediction]:
+        """Each record's extra carries the head's top class probability as `confidence` when the head has
+        `predict_proba` (harness.calibration), and only that: a 77-label vector per item would dwarf the record."""
         for start in range(0, len(items), self.batch_size):
             chunk = items[start:start + self.batch_size]
             features, feature_seconds = self._features([ex.text for ex in chunk])
             t0 = time.perf_counter()
-            labels = self.head_.predict(features)
+            labels, confidence = self._decide(features)
             per_item = feature_seconds + (time.perf_counter() - t0) / len(chunk)
-            for ex, label, seconds in zip(chunk, labels, per_item):
+            for ex, label, top, seconds in zip(chunk, labels, confidence, per_item):
                 yield Prediction(item_id=ex.id, gold=ex.label, pred=str(label), latency_ms=1000.0 * seconds,
                                  cost_usd=self.hardware_.cost_usd(seconds),
-                                 spent_usd=self.hardware_.cost_usd(seconds))
+                                 spent_usd=self.hardware_.cost_usd(seconds),
+                                 extra={} if top is None else {"confidence": round(float(top), 6)})
+
+    def _decide(self, features) -> tuple[np.ndarray, list]:
+        """Labels and, where the head gives class probabilities, each label's probability (else None)."""
+        if not hasattr(self.head_, "predict_proba"):
+            labels = self.head_.predict(features)
+            return labels, [None] * len(labels)
+        proba = self.head_.predict_proba(features)
+        best = proba.argmax(axis=1)
+        return np.asarray(self.head_.classes_)[best], proba[np.arange(len(best)), best].tolist()
+
+    def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of `texts` (columns in the order of `head_.classes_`), for the label audit."""
+        features, _ = self._features(list(texts))
+        return self.head_.predict_proba(features), np.asarray(self.head_.classes_).astype(str)
 
 
 class TfidfClassifier(BatchedClassifier):

@@ -8,34 +8,50 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from harness.calibration import label_probability
 from harness.errors import HarnessError
 from harness.retrieval import nearest
 from harness.strategies.base import API, PROMPTED, SELF_HOSTED, Prediction, PromptArtefact, Strategy
 from harness.strategies.templates import compile_template, render, sha256_text, system_prompt
 
 SELECTIONS = ("random", "nearest")
+AGGREGATES = ("first", "majority")  # which of an item's samples the prediction takes
 
 
 class PromptedStrategy(Strategy):
     """fit: connect to the model, choose what the prompt shows (subclasses), render the shared system message.
     predict: one chat request per item through the run's shared client; the answer becomes a label by
-    `harness.llm.parsing`. Subclasses override `_prepare` (fit-time context) and `_item_contexts`."""
+    `harness.llm.parsing`. Subclasses override `_prepare` (fit-time context) and `_item_contexts`.
+
+    Repeated sampling: with `samples` above 1 (at a temperature above 0) each item is asked that many times;
+    the prediction takes the first sample's answer (`aggregate: first`, what one call would have answered) or
+    the most common label (`aggregate: majority`, self-consistency), and its extra keeps every sample's label
+    and the share that agrees with the prediction (harness.metrics.sampling summarises them).
+
+    Confidence (harness.calibration): with `logprobs` (alternatives per token, 2 or more) each answer's extra
+    carries the probability of its label from the token log-probabilities; else, with repeated samples, the
+    agreement of the samples."""
 
     family = PROMPTED
     prompts = True
 
     def __init__(self, *, name: str, model: dict, system_template: str, user_template: str,
-                 output_mode: str | None = None, closest_cutoff: float = 0.8) -> None:
+                 output_mode: str | None = None, closest_cutoff: float = 0.8, samples: int = 1,
+                 aggregate: str = "first", logprobs: int | None = None) -> None:
         super().__init__(name=name)
         self.model = model
         self.system_template = system_template
         self.user_template = user_template
         self.output_mode = output_mode
         self.closest_cutoff = closest_cutoff
+        self.samples = samples
+        self.aggregate = aggregate
+        self.logprobs = logprobs
 
     # ---------------------------------------------------------------------------------------------- fit
     def fit(self, train, services) -> "PromptedStrategy":
@@ -43,14 +59,25 @@ class PromptedStrategy(Strategy):
 
         compile_template(self.system_template, "system_template")  # a syntax error surfaces before any server starts
         self.user_ = compile_template(self.user_template, "user_template")
+        if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
+            raise HarnessError(f"strategy {self.name}: samples must be a positive integer, got {self.samples!r}")
+        if self.aggregate not in AGGREGATES:
+            raise HarnessError(f"strategy {self.name}: no aggregate '{self.aggregate}'; known: {', '.join(AGGREGATES)}")
         self.task_ = train.task
         self.hardware_ = services.hardware
         self.endpoint_ = services.llm(self.model)
+        if self.samples > 1 and not self.endpoint_.client.temperature > 0:
+            raise HarnessError(f"strategy {self.name}: samples={self.samples} needs a temperature above 0 "
+                               "(llm.temperature, or the model's client.temperature); at 0 every sample is the "
+                               "same answer, paid for again")
         self.model_name = self.endpoint_.name
         self.billing = SELF_HOSTED if self.endpoint_.info.get("price_mode") == "per_second" else API
         self.latency_basis = f"per-item (concurrency {self.endpoint_.max_concurrency})"
+        if self.samples > 1:
+            self.latency_basis += f", {self.samples} samples per item, their latencies summed"
         self.output_mode_ = self.output_mode or self.endpoint_.output_mode
-        self.request_extra_ = request_extra(self.output_mode_, train.labels)
+        self.request_extra_ = {**request_extra(self.output_mode_, train.labels), **self._logprobs_request()}
+        self.labels_ = list(train.labels)
         self.parser_ = LabelParser(train.labels, cutoff=self.closest_cutoff)
         t0 = time.perf_counter()
         shared = self._prepare(train, services)
@@ -65,6 +92,15 @@ class PromptedStrategy(Strategy):
         probe = train.train[:1]  # a template error surfaces now, not as the first of many failed items
         self.messages(probe[0], self._item_contexts(probe)[0][0])
         return self
+
+    def __getstate__(self) -> dict:
+        # A compiled Jinja2 template does not pickle; the worker that unpickles a shipped strategy recompiles it.
+        return {key: value for key, value in self.__dict__.items() if key != "user_"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "task_" in state:  # fitted
+            self.user_ = compile_template(self.user_template, "user_template")
 
     def _prepare(self, train, services) -> dict[str, Any]:
         """What the system template sees besides the dataset's `task`, `labels` and `descriptions` (e.g. fixed
@@ -85,15 +121,25 @@ class PromptedStrategy(Strategy):
 
         contexts, retrieval_seconds = self._item_contexts(items)
         by_key = {ex.id: (ex, seconds) for ex, seconds in zip(items, retrieval_seconds)}
-        requests = (ChatRequest(key=ex.id, messages=self.messages(ex, ctx), extra=self.request_extra_)
-                    for ex, ctx in zip(items, contexts))
+
+        def requests():  # an item's samples one after another, so a server reuses their shared prompt
+            for ex, ctx in zip(items, contexts):
+                messages = self.messages(ex, ctx)
+                for sample in range(self.samples):
+                    yield ChatRequest(key=ex.id, messages=messages, extra=self.request_extra_, sample=sample)
+
         n_cached = 0
-        for request, completion in self.endpoint_.client.run(requests):
+        answered: dict[str, list] = {}  # item id -> its (request, completion) pairs so far
+        for request, completion in self.endpoint_.client.run(requests()):
             if completion.error:
                 self.endpoint_.check_alive()  # a dead local server fails the run, naming its log
             n_cached += completion.cached
-            item, seconds = by_key[request.key]
-            yield self._prediction(item, request, completion, seconds)
+            calls = answered.setdefault(request.key, [])
+            calls.append((request, completion))
+            if len(calls) == self.samples:
+                del answered[request.key]
+                item, seconds = by_key[request.key]
+                yield self._prediction(item, sorted(calls, key=lambda call: call[0].sample), seconds)
         if n_cached:
             from tqdm.auto import tqdm
 
@@ -101,19 +147,57 @@ class PromptedStrategy(Strategy):
             tqdm.write(f"{self.name}: {n_cached} of {len(items)} answers came from the response cache (no model "
                        "call, nothing paid for them)", file=sys.stderr)
 
-    def _prediction(self, item, request, completion, retrieval_s: float) -> Prediction:
-        label, step = (None, "error") if completion.error else self.parser_.parse(completion.text)
+    def _prediction(self, item, calls: list, retrieval_s: float) -> Prediction:
+        """One item's Prediction from its (request, completion) calls, one per sample in sample order. Every
+        sample is paid for and, answered one after another, waited for: tokens, cost and latency add up."""
+        parsed = [(None, "error") if completion.error else self.parser_.parse(completion.text)
+                  for _, completion in calls]
+        labels = [label for label, _ in parsed]
+        chosen = self._chosen(labels)
+        (request, completion), (label, step) = calls[chosen], parsed[chosen]
         # Retrieval runs on the user's hardware whatever the model: its measured time is part of the item's
         # latency and cost.
         retrieval_usd = self.hardware_.cost_usd(retrieval_s)
+        completions = [c for _, c in calls]
+        extra = {"parse": step, "attempts": sum(c.attempts for c in completions), "retrieval_ms": 1000.0 * retrieval_s,
+                 "user_prompt": request.messages[-1]["content"]}
+        if len(calls) > 1:
+            extra.update(samples=labels, agreement=sum(one == label for one in labels) / len(labels))
+        confidence = (label_probability(completion.logprobs, label, self.labels_) if completion.logprobs
+                      else extra.get("agreement"))
+        if confidence is not None:
+            extra["confidence"] = round(confidence, 6)
         return Prediction(
             item_id=item.id, gold=item.label, pred=label, raw=completion.text,
-            latency_ms=completion.latency_ms + 1000.0 * retrieval_s,
-            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            cost_usd=completion.cost_usd + retrieval_usd, spent_usd=completion.spent_usd + retrieval_usd,
-            cached=completion.cached, error=completion.error,
-            extra={"parse": step, "attempts": completion.attempts, "retrieval_ms": 1000.0 * retrieval_s,
-                   "user_prompt": request.messages[-1]["content"]})
+            latency_ms=sum(c.latency_ms for c in completions) + 1000.0 * retrieval_s,
+            prompt_tokens=sum(c.prompt_tokens for c in completions),
+            completion_tokens=sum(c.completion_tokens for c in completions),
+            cost_usd=sum(c.cost_usd for c in completions) + retrieval_usd,
+            spent_usd=sum(c.spent_usd for c in completions) + retrieval_usd,
+            cached=all(c.cached for c in completions), error=completion.error, extra=extra)
+
+    def _logprobs_request(self) -> dict:
+        """What asks the model for token log-probabilities. llama.cpp computes them only for a server started
+        with `--logits_all True`, which the local model's server leaves off (it slows every prompt)."""
+        if self.logprobs is None:
+            return {}
+        if isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int) or self.logprobs < 2:
+            raise HarnessError(f"strategy {self.name}: logprobs must be null or a whole number of alternatives per "
+                               f"token, 2 or more, got {self.logprobs!r}")
+        server = self.endpoint_.server
+        if server is not None and not _keeps_logits(server.extra_args):
+            raise HarnessError(f"strategy {self.name}: logprobs needs the local server to keep logits; add "
+                               "model.server.extra_args=[--logits_all,True] (it slows each item: see docs/beyond.md)")
+        return {"logprobs": True, "top_logprobs": self.logprobs}
+
+    def _chosen(self, labels: list) -> int:
+        """Which sample the prediction takes: the first, or under a majority vote the earliest sample of the
+        most common label (an answer that is no label wins only when no sample has one)."""
+        votes = Counter(label for label in labels if label is not None)
+        if self.aggregate == "first" or not votes:
+            return 0
+        most = max(votes.values())
+        return next(i for i, label in enumerate(labels) if label is not None and votes[label] == most)
 
     def prompt_artefact(self) -> PromptArtefact:
         return PromptArtefact(
@@ -123,7 +207,16 @@ class PromptedStrategy(Strategy):
             output_mode=self.output_mode_, measured_at_concurrency=self.endpoint_.max_concurrency)
 
     def describe(self) -> dict:
-        return {"model_info": self.endpoint_.info}
+        sampling = {"samples": self.samples, "aggregate": self.aggregate} if self.samples > 1 else {}
+        logprobs = {"logprobs": self.logprobs} if self.logprobs else {}
+        return {"model_info": self.endpoint_.info, **sampling, **logprobs}
+
+
+def _keeps_logits(server_args) -> bool:
+    """Whether the local server's extra flags end with `--logits_all True` (of repeated flags the last wins)."""
+    args = [str(arg).lower() for arg in server_args]
+    flags = [i for i, arg in enumerate(args) if arg == "--logits_all"]
+    return bool(flags) and args[flags[-1] + 1:flags[-1] + 2] == ["true"]
 
 
 class ZeroShot(PromptedStrategy):
