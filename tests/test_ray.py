@@ -1,5 +1,6 @@
-"""executor=ray on a local Ray cluster bound to 127.0.0.1: the same predictions as a local run, a killed worker's
-shard finished by another with every item recorded exactly once, and fitted strategies that survive pickling.
+"""executor=ray on a local Ray cluster bound to 127.0.0.1: the same predictions as a local run, sharded or with the
+stages side by side as tasks (parallel_stages), a killed worker's shard or stage finished by another with every item
+recorded exactly once, and fitted strategies that survive pickling.
 
 The cluster is started once for the module with `ray start` (loopback only, its own temporary directory, usage
 stats and token files off) and stopped by the PIDs of the processes it started, never with `ray stop`, which
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import pickle
 import signal
 import socket
@@ -94,9 +96,13 @@ def _ray(cluster: str) -> list[str]:
     return ["executor=ray", f"executor.address={cluster}"]
 
 
-def test_ray_run_gives_the_local_run_s_predictions_and_report(cluster, tiny_csv, tmp_path):
-    local = run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path / "local")]))
-    remote = run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path / "ray"), *_ray(cluster)]))
+@pytest.fixture(scope="module")
+def local_run(tiny_csv, tmp_path_factory) -> Path:
+    """The classic experiment on the tiny CSV, run in this process: what every executor must reproduce."""
+    return run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path_factory.mktemp("local"))]))
+
+
+def _same_run(local: Path, remote: Path) -> None:
     columns = ["strategy", "item_id", "gold", "pred", "correct", "error"]
     local_rows = pd.read_parquet(local / "predictions.parquet")[columns]
     remote_rows = pd.read_parquet(remote / "predictions.parquet")[columns]
@@ -105,7 +111,73 @@ def test_ray_run_gives_the_local_run_s_predictions_and_report(cluster, tiny_csv,
     statistics = ["strategy", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "macro_f1_ci_low"]
     pd.testing.assert_frame_equal(pd.read_csv(local / "results.csv")[statistics],
                                   pd.read_csv(remote / "results.csv")[statistics])
-    assert json.loads((remote / "manifest.json").read_text())["status"] == "complete"
+    manifest = json.loads((remote / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    # fit records in the plan's order, whatever order the stages finished in
+    assert list(manifest["strategies"]) == list(json.loads((local / "manifest.json").read_text())["strategies"])
+
+
+def test_ray_run_gives_the_local_run_s_predictions_and_report(cluster, local_run, tiny_csv, tmp_path):
+    _same_run(local_run, run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path), *_ray(cluster)])))
+
+
+def test_stages_side_by_side_give_the_local_run_s_predictions_and_report(cluster, local_run, tiny_csv, tmp_path):
+    _same_run(local_run, run(compose(["experiment=classic", *tiny_overrides(tiny_csv, tmp_path), *_ray(cluster),
+                                      "executor.parallel_stages=true"])))
+
+
+class FitPidTfidf(TfidfClassifier):
+    """tfidf_logreg whose fit record names the process that fitted it."""
+
+    def describe(self) -> dict:
+        return {**super().describe(), "fitted_in": os.getpid()}
+
+
+@pytest.fixture(scope="module")
+def swept_side_by_side(cluster, tiny_csv, tmp_path_factory) -> Path:
+    """A two-point sweep of FitPidTfidf, each point a stage task of its own."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import the tests
+    cfg = compose(["~experiment", "+strategy@strategies.fitpid=tfidf_logreg",
+                   f"strategies.fitpid._target_={__name__}.FitPidTfidf",
+                   "+sweep={train_per_class: [2, all], seeds: [0]}",
+                   *tiny_overrides(tiny_csv, tmp_path_factory.mktemp("swept")), *_ray(cluster),
+                   "executor.parallel_stages=true"])
+    return run(cfg)
+
+
+def test_each_stage_task_fits_there_and_its_fit_record_is_kept(swept_side_by_side):
+    manifest = json.loads((swept_side_by_side / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    fits = manifest["strategies"]
+    assert list(fits) == ["fitpid[n=2,seed=0]", "fitpid[n=all,seed=0]"]
+    assert [fits[name]["n_train"] for name in fits] == [16, 96]
+    for fit in fits.values():
+        assert fit["fit_seconds"] > 0 and fit["predict_seconds"] > 0 and fit["reference_ms"] > 0
+        assert fit["stage"]["kind"] == "sweep" and fit["details"]["fitted_in"] != os.getpid()  # fitted in a task
+    assert len(pd.read_parquet(swept_side_by_side / "predictions.parquet")) == 2 * 32
+
+
+def test_a_resumed_side_by_side_run_predicts_only_the_unrecorded_items(swept_side_by_side, tmp_path):
+    from omegaconf import OmegaConf
+
+    run_dir = Path(shutil.copytree(swept_side_by_side, tmp_path / "run"))
+    (run_dir / "predictions.parquet").unlink()
+    kept = {}
+    for records in (run_dir / "records").glob("*.jsonl"):
+        kept[records.name] = records.read_text().splitlines()[:10]
+        records.write_text("".join(line + "\n" for line in kept[records.name]))
+    before = json.loads((run_dir / "manifest.json").read_text())["strategies"]
+    run(OmegaConf.load(run_dir / "config.yaml"), resume=run_dir)
+    for name, first in kept.items():
+        lines = (run_dir / "records" / name).read_text().splitlines()
+        assert lines[:10] == first and len(lines) == 32  # the 10 kept, the 22 others once each
+        assert len({json.loads(line)["item_id"] for line in lines}) == 32
+    after = json.loads((run_dir / "manifest.json").read_text())
+    assert after["status"] == "complete" and len(pd.read_parquet(run_dir / "predictions.parquet")) == 2 * 32
+    for name, fit in after["strategies"].items():  # refitted; the first run's prediction seconds carried on
+        assert fit["predict_seconds"] > before[name]["predict_seconds"]
 
 
 class SlowTfidf(TfidfClassifier):
@@ -151,6 +223,27 @@ def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(clust
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
 
 
+def test_a_killed_stage_task_is_submitted_again_with_its_unrecorded_items(cluster, tiny_csv, tmp_path):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cfg = compose(["~experiment", "+strategy@strategies.slow=tfidf_logreg", "+strategy@strategies.fast=tfidf_logreg",
+                   f"strategies.slow._target_={__name__}.SlowTfidf", *tiny_overrides(tiny_csv, tmp_path),
+                   *_ray(cluster), "executor.parallel_stages=true"])
+    root, killed = tmp_path / "reports", []
+    watcher = threading.Thread(target=lambda: _kill_first_worker(_records_file(root), killed), daemon=True)
+    watcher.start()
+    run_dir = run(cfg)
+    watcher.join(timeout=5)
+    lines = [json.loads(line) for line in (run_dir / "records" / "slow.jsonl").read_text().splitlines()]
+    per_item = Counter(rec["item_id"] for rec in lines)
+    assert killed and len(per_item) == 32 and set(per_item.values()) == {1}
+    pids = {rec["extra"]["pid"] for rec in lines}
+    assert killed[0] in pids and len(pids) == 2  # the killed task's worker, and the one that took over
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and list(manifest["strategies"]) == ["slow", "fast"]
+
+
 def _records_file(root: Path) -> Path:
     """The slow strategy's records in the one run directory that will appear under `root`."""
     while True:
@@ -172,9 +265,12 @@ def test_shards_follow_item_ids_not_their_order():
     assert min(len(part) for part in forward) > 40  # a hash spreads them, it does not pile them up
 
 
-@pytest.mark.parametrize("override, named", [("+executor.resources.gpus=1", "no executor.resources key 'gpus'"),
-                                             ("executor.num_workers=0", "executor.num_workers"),
-                                             ("executor.max_retries=-1", "executor.max_retries")])
+@pytest.mark.parametrize("override, named", [
+    ("+executor.resources.gpus=1", "no executor.resources key 'gpus'"),
+    ("executor.num_workers=0", "executor.num_workers"),
+    ("executor.max_retries=-1", "executor.max_retries"),
+    ("executor.parallel_stages=maybe", "executor.parallel_stages"),
+    ("+executor.stage_resources.tfidf_logreg.gpus=1", "no executor.stage_resources.tfidf_logreg key 'gpus'")])
 def test_bad_executor_settings_fail_in_one_line_before_any_cluster(override, named, tiny_csv, tmp_path):
     from harness.run.runner import run as run_only
 
@@ -199,3 +295,25 @@ def test_a_fitted_embedding_strategy_ships_without_its_model_or_cache_connection
     # served by the on-disk cache the original filled, not embedded again
     assert copy.embedder_.from_disk == len({ex.text for ex in dataset.heldout})
     services.close()
+
+
+def test_services_ship_to_a_stage_task_without_what_they_started(tiny_cfg, tmp_path):
+    """A stage task gets the run's recipes (hardware, factories closing over the config), never the driver's live
+    embedder or endpoints: it makes its own there and stops them itself."""
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
+    from harness.config import instantiate
+    from harness.run.services import Services
+
+    cfg = tiny_cfg("classic")
+    services = Services(hardware=instantiate(cfg.hardware), run_dir=tmp_path,
+                        embedder_factory=lambda: instantiate(cfg.embedder), llm_factory=lambda model: dict(model))
+    embedder, endpoint = services.embedder, services.llm({"name": "local"})
+    copy = cloudpickle.loads(cloudpickle.dumps(services))
+    assert copy._embedder is None and copy._llms == {}
+    assert services._embedder is embedder and services._llms == {"local": endpoint}  # the original keeps them
+    assert copy.embedder is not embedder and copy.embedder.path == embedder.path  # made anew from the config
+    assert copy.llm({"name": "local"}) is not endpoint
+    assert copy.hardware == services.hardware and copy.run_dir == services.run_dir
+    for each in (copy, services):
+        each._llms.clear()  # plain dicts here, not endpoints to stop
+        each.close()

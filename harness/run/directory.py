@@ -89,8 +89,13 @@ class RunDir:
         return self.write_manifest(self.read_manifest().with_changes(**changes))
 
     def record_fit(self, name: str, record) -> Manifest:
+        """Keeps `record` as stage `name`'s fit, the stages in the plan's order (`planned`) whatever order they
+        finished in (stages run side by side under executor.parallel_stages), so every reader sees one order."""
         manifest = self.read_manifest()
-        return self.write_manifest(manifest.with_changes(strategies={**manifest.strategies, name: record}))
+        strategies = {**manifest.strategies, name: record}
+        order = {stage: index for index, stage in enumerate(manifest.planned)}
+        ranked = sorted(strategies, key=lambda stage: order.get(stage, len(order)))  # stable: the unplanned last
+        return self.write_manifest(manifest.with_changes(strategies={stage: strategies[stage] for stage in ranked}))
 
     # ---------------------------------------------------------------------------------------- held-out set
     def write_heldout(self, items: Sequence, heldout_hash: str) -> None:

@@ -1,16 +1,28 @@
-"""`executor=ray`: a stage's held-out items sharded across Ray workers.
+"""`executor=ray`: a stage's held-out items sharded across Ray workers, or (`parallel_stages`) whole stages side by
+side as Ray tasks.
 
-The driver (the `harness run` process) fits each strategy as it always does, then splits the items it has not
-recorded into `num_workers` shards by a hash of their ids (harness.run.executors.shards). Each shard is predicted
-by one Ray actor that unpickles the fitted strategy once and streams its predictions back in small batches; the
-driver hands them to the runner, which alone writes the run directory. When a worker dies (killed, out of memory,
-its node lost), the driver starts another actor for that shard with only the items not yet recorded, up to
-`max_retries` times per shard.
+Sharded (the default): the driver (the `harness run` process) fits each strategy as it always does, then splits
+the items it has not recorded into `num_workers` shards by a hash of their ids (harness.run.executors.shards).
+Each shard is predicted by one Ray actor that unpickles the fitted strategy once and streams its predictions back
+in small batches; the driver hands them to the runner, which alone writes the run directory. When a worker dies
+(killed, out of memory, its node lost), the driver starts another actor for that shard with only the items not
+yet recorded, up to `max_retries` times per shard.
 
 What is shipped: the fitted strategy, pickled (its learned state; an embedder travels without its model and its
 cache connection, a local LLM endpoint as the recipe that starts one server per worker, harness.llm.factory).
 What is not: strategies whose `distributable` is false (prompted strategies on an API model, bound by the
 provider's rate limits, not by cores) predict on the driver with their async client, as under executor=local.
+
+Side by side (`parallel_stages: true`, when more than one stage has items left): every stage (a strategy of the
+experiment, a point of a sweep, a phase of a scenario) is one Ray task with its own resource request
+(`stage_resources` by the strategy's name, else `resources`), so a GPU fine-tune lands on a GPU node while CPU
+baselines fill the rest. The task (`stage_task`, a streaming generator) fits the unfitted strategy there, timed
+there, streams its predictions back in batches, then its fit record with the seconds the predictions took there;
+the driver reads every stage's stream as it comes (ray.wait) and hands it to the runner. What the task gets: the
+stage (its strategy, unfitted, and its training view), its unrecorded items and the run's Services, pickled
+without anything live (harness.run.services): the task loads its own embedder and starts its own local model
+server, and stops them when it ends. A stage whose worker dies is submitted again with only its unrecorded items
+(refitted there), up to `max_retries` times per stage.
 """
 from __future__ import annotations
 
@@ -18,12 +30,16 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from harness.errors import HarnessError, choices
-from harness.run.executors import shards
-from harness.strategies.base import Prediction, Strategy
+from harness.run.executors import Executor, StageSink, StageWork, fit_stage, measured, shards
+from harness.strategies.base import FitRecord, Prediction, Strategy
+
+if TYPE_CHECKING:
+    from harness.run.plan import Stage
+    from harness.run.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +72,7 @@ class ShardWorker:
         self.strategy = pickle.loads(strategy_pickle)
 
     def predict(self, items: Sequence) -> Iterator[list[Prediction]]:
-        batch, flushed = [], time.monotonic()
-        for prediction in self.strategy.predict(items):
-            batch.append(prediction)
-            if len(batch) >= BATCH_ITEMS or time.monotonic() - flushed >= BATCH_SECONDS:
-                yield batch
-                batch, flushed = [], time.monotonic()
-        if batch:
-            yield batch
+        yield from _batches(self.strategy.predict(items))  # a generator method: Ray streams what it yields
 
     def close(self) -> None:
         """Stops what the strategies started here; local model servers stay up between stages until now."""
@@ -76,6 +85,54 @@ class ShardWorker:
             close_reconnected()
 
 
+def _batches(predictions: Iterator[Prediction]) -> Iterator[list[Prediction]]:
+    batch, flushed = [], time.monotonic()
+    for prediction in predictions:
+        batch.append(prediction)
+        if len(batch) >= BATCH_ITEMS or time.monotonic() - flushed >= BATCH_SECONDS:
+            yield batch
+            batch, flushed = [], time.monotonic()
+    if batch:
+        yield batch
+
+
+def stage_task(cwd: str, work: StageWork, services: "Services") -> Iterator[list[Prediction] | FitRecord]:
+    """A Ray task's body under `parallel_stages`: fits the stage's strategy in this worker, yields its predictions
+    of `work.todo` in batches, then its fit record (fit and prediction seconds measured here). What the strategy
+    and `services` started here (an embedder, a local model's server) is stopped when the task ends."""
+    if os.path.isdir(cwd):  # relative paths (caches, model files) mean what they mean on the driver
+        os.chdir(cwd)
+    strategy = work.stage.strategy
+    try:
+        record = fit_stage(work, services)
+        with measured(record):
+            yield from _batches(strategy.predict(work.todo))
+        yield record
+    finally:
+        try:
+            strategy.close()
+        finally:
+            services.close()
+
+
+def _lost(ray) -> tuple[type[Exception], ...]:
+    """What a dead worker (killed, out of memory, its node gone) reads as, unlike an error the strategy raised."""
+    errors = ray.exceptions
+    return (errors.RayActorError, errors.WorkerCrashedError, errors.ObjectLostError, errors.NodeDiedError,
+            errors.OutOfMemoryError)
+
+
+@dataclass
+class _StageTask:
+    work: StageWork
+    left: dict[str, Any]  # item id -> item, for the items not yet streamed back
+    attempt: int = 0
+    fitted: bool = False  # its fit record arrived
+
+    def remaining(self) -> StageWork:
+        return replace(self.work, todo=list(self.left.values()))
+
+
 @dataclass
 class _Shard:
     index: int
@@ -83,19 +140,23 @@ class _Shard:
     attempt: int = 0
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """`address`: an existing cluster (`ray://...`, `HOST:PORT`, or `auto`); null starts a local one for the run,
     bound to 127.0.0.1, and stops it at the end. `resources`: what each worker asks for (Ray's actor options,
     e.g. {num_cpus: 1} or {num_gpus: 1}). `temp_dir`: a local cluster's session files and logs (null: Ray's
-    default)."""
+    default). `parallel_stages`: run the stages side by side, each one Ray task asking for
+    `stage_resources[its strategy's name]` (e.g. {finetune_llm: {num_gpus: 1}}), else for `resources`."""
 
     def __init__(self, *, address: str | None = None, num_workers: int = 2, resources: Mapping | None = None,
-                 max_retries: int = 3, temp_dir: str | None = None) -> None:
+                 max_retries: int = 3, temp_dir: str | None = None, parallel_stages: bool = False,
+                 stage_resources: Mapping | None = None) -> None:
         self.address = address
         self.num_workers = num_workers
         self.resources = dict(resources or {"num_cpus": 1})
         self.max_retries = max_retries
         self.temp_dir = temp_dir
+        self.parallel_stages = parallel_stages
+        self.stage_resources = {} if stage_resources is None else stage_resources
         self.startup_seconds: float | None = None  # connecting to (or starting) the cluster, once per run
         self._ray = None
         self._started_here = False
@@ -111,6 +172,17 @@ class RayExecutor:
         for key in self.resources:
             if key not in RESOURCE_KEYS:
                 raise choices("executor.resources key", key, RESOURCE_KEYS)
+        if not isinstance(self.parallel_stages, bool):
+            raise HarnessError(f"config key 'executor.parallel_stages' must be true or false, got "
+                               f"{self.parallel_stages!r}")
+        requests = self.stage_resources
+        if not isinstance(requests, Mapping) or not all(isinstance(r, Mapping) for r in requests.values()):
+            raise HarnessError(f"config key 'executor.stage_resources' must map strategy names to resource requests "
+                               f"(e.g. {{finetune_llm: {{num_gpus: 1}}}}), got {requests!r}")
+        for name, request in requests.items():
+            for key in request:
+                if key not in RESOURCE_KEYS:
+                    raise choices(f"executor.stage_resources.{name} key", key, RESOURCE_KEYS)
 
     def start(self) -> float:
         """Connects to the cluster (or starts the local one); returns the seconds it took. Idempotent."""
@@ -139,10 +211,85 @@ class RayExecutor:
             self._ray, self._started_here = ray, True
         self.startup_seconds = time.perf_counter() - t0
         where = self.address or "a local cluster on 127.0.0.1"
-        print(f"executor ray: {where} ready in {self.startup_seconds:.1f} s, {self.num_workers} workers of "
-              f"{self.resources}", file=sys.stderr)
+        if self.parallel_stages:
+            layout = f"stages side by side, each a task of {self.resources}"
+            layout += "".join(f", {name}: {request}" for name, request in self.stage_resources.items())
+        else:
+            layout = f"{self.num_workers} workers of {self.resources}"
+        print(f"executor ray: {where} ready in {self.startup_seconds:.1f} s, {layout}", file=sys.stderr)
         return self.startup_seconds
 
+    # ---------------------------------------------------------------------------------- stages side by side
+    def run_stages(self, work: Sequence[StageWork], services: "Services", sink: StageSink) -> None:
+        """With `parallel_stages` and more than one stage left, every stage is one Ray task (`stage_task`);
+        otherwise one after another, each stage's items sharded across the workers (`predict`)."""
+        if not self.parallel_stages or len(work) < 2:
+            super().run_stages(work, services, sink)
+            return
+        self.start()
+        unknown = sorted(set(self.stage_resources) - {w.stage.info.base for w in work})
+        if unknown:  # a typo would quietly put a fine-tune on a CPU; a finished strategy (resume) is no typo
+            print(f"executor ray: stage_resources names {', '.join(unknown)}, which no stage left to run has "
+                  f"(strategies: {', '.join(sorted({w.stage.info.base for w in work}))})", file=sys.stderr)
+        ray = self._ray
+        task, shipped, cwd = ray.remote(stage_task), ray.put(services), os.getcwd()
+        running: dict[Any, _StageTask] = {}  # streaming generator -> its stage
+
+        def launch(job: _StageTask) -> None:
+            options = {"num_returns": "streaming", "max_retries": 0, **self._stage_request(job.work.stage)}
+            running[task.options(**options).remote(cwd, job.remaining(), shipped)] = job
+
+        for stage in work:
+            launch(_StageTask(stage, {item.id: item for item in stage.todo}))
+        try:
+            while running:
+                [stream], _ = ray.wait(list(running), num_returns=1)
+                job = running[stream]
+                try:
+                    out = ray.get(next(stream))
+                except StopIteration:
+                    del running[stream]
+                    if not job.fitted:
+                        raise HarnessError(f"{job.work.name}: its stage task ended without its fit record")
+                    continue
+                except _lost(ray) as exc:
+                    del running[stream]
+                    if not job.fitted:  # died after its last word: nothing is left to redo
+                        self._retry_stage(job, exc)
+                        launch(job)
+                    continue
+                except ray.exceptions.RayTaskError as exc:  # the strategy itself raised: not a lost worker
+                    raise exc.cause if isinstance(exc.cause, HarnessError) else exc
+                if isinstance(out, FitRecord):
+                    job.fitted = True
+                    sink.fitted(job.work.name, out)
+                    continue
+                for prediction in out:
+                    job.left.pop(prediction.item_id, None)
+                    sink.predicted(job.work.name, prediction)
+        finally:
+            for stream in running:  # interrupted, or another stage failed: stop the rest (their records stay)
+                try:
+                    ray.cancel(stream)
+                except (ray.exceptions.RayError, ValueError) as exc:
+                    log.warning("cancelling a stage task: %s", str(exc).splitlines()[0])
+
+    def _stage_request(self, stage: "Stage") -> dict:
+        """The Ray resource request of `stage`'s task: its strategy's entry of `stage_resources`, else `resources`."""
+        return dict(self.stage_resources.get(stage.info.base, self.resources))
+
+    def _retry_stage(self, job: _StageTask, exc: Exception) -> None:
+        job.attempt += 1
+        reason = str(exc).splitlines()[0][:200]
+        name = job.work.name
+        if job.attempt > self.max_retries:
+            raise HarnessError(f"{name}: the worker of its stage task died {job.attempt} times "
+                               f"(executor.max_retries={self.max_retries}), {len(job.left)} of its items "
+                               f"unrecorded; last: {reason}; `harness resume RUN_DIR` continues with them")
+        log.warning("%s: the worker of its stage task died (%s); submitting it again with its %d unrecorded items "
+                    "(attempt %d of %d)", name, reason, len(job.left), job.attempt, self.max_retries)
+
+    # ---------------------------------------------------------------------------------------- sharded items
     def predict(self, strategy: Strategy, items: Sequence) -> Iterator[Prediction]:
         if not strategy.distributable:
             yield from strategy.predict(items)
@@ -170,8 +317,7 @@ class RayExecutor:
                 except StopIteration:
                     del running[stream]
                     continue
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                        ray.exceptions.ObjectLostError) as exc:
+                except _lost(ray) as exc:
                     del running[stream]
                     self._retry(strategy.name, shard, exc)
                     launch(shard)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -16,13 +15,14 @@ from harness.config import instantiate
 from harness.errors import HarnessError
 from harness.files import atomic_write
 from harness.run.directory import RunDir
-from harness.run.executors import LocalExecutor
+from harness.run.executors import LocalExecutor, StageWork
 from harness.run.manifest import COMPLETE, FAILED, FINISHING, INTERRUPTED, RUNNING, DatasetInfo, Manifest, \
     check_same_heldout
 from harness.run.plan import Stage, stages
-from harness.run.provenance import environment, reference_ms
+from harness.run.provenance import environment
 from harness.run.services import Services
 from harness.run.state import strategy_states
+from harness.strategies.base import FitRecord, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ def run(cfg: DictConfig, *, resume: Path | None = None, finish: Callable[[Path],
         _announce(rundir, dataset, plan)
         rundir.update_manifest(status=RUNNING)
         try:
-            for stage in plan:
-                _run_stage(stage, services, rundir, executor, retry_errors=retry_errors)
+            work = [w for w in (_work(stage, rundir, retry_errors=retry_errors) for stage in plan) if w is not None]
+            with _Recorder(rundir, work) as recorder:
+                executor.run_stages(work, services, recorder)
             if cfg.get("audit") and rundir.read_manifest().audit is None:  # done once, kept on resume
                 from harness.audit import label_audit
 
@@ -148,32 +149,53 @@ def _open(cfg: DictConfig, dataset, rundir: RunDir, resumed: bool, plan: list[St
     atomic_write(rundir.path / "config.yaml", OmegaConf.to_yaml(cfg))
 
 
-def _run_stage(stage: Stage, services: Services, rundir: RunDir, executor, *, retry_errors: bool = False) -> None:
-    name, strategy, data = stage.name, stage.strategy, stage.train
-    done = rundir.done_ids(name, errored=not retry_errors)
-    todo = [ex for ex in data.heldout if ex.id not in done]
+def _work(stage: Stage, rundir: RunDir, *, retry_errors: bool) -> StageWork | None:
+    """What `stage` has left to do: its unrecorded items (with `retry_errors`, those whose latest record is an
+    error too); None when every item is recorded."""
+    done = rundir.done_ids(stage.name, errored=not retry_errors)
+    todo = [ex for ex in stage.train.heldout if ex.id not in done]
     if not todo:
-        log.info("%s: all %d items already recorded, skipping", name, len(done))
-        return
-    previous = rundir.read_manifest().fit(name)
-    t0 = time.perf_counter()
-    strategy.fit(data, services)
-    record = strategy.fit_record(wall_seconds=time.perf_counter() - t0, hardware=services.hardware,
-                                 n_train=len(data.train), stage=stage.info)
-    record.predict_seconds = previous.predict_seconds if previous else 0.0
-    before_ms = reference_ms()
-    t1 = time.perf_counter()
-    try:
-        with rundir.open_records(name) as fh, tqdm(total=len(data.heldout), initial=len(done), desc=name,
-                                                   unit="item", dynamic_ncols=True) as bar:
-            for prediction in executor.predict(strategy, todo):
-                rundir.append(fh, prediction.to_record(name))
-                bar.update(1)
-    finally:
-        record.predict_seconds += time.perf_counter() - t1
-        record.reference_ms = (before_ms + reference_ms()) / 2
-        rundir.record_fit(name, record)
-        strategy.close()
+        log.info("%s: all %d items already recorded, skipping", stage.name, len(done))
+        return None
+    return StageWork(stage, todo, recorded=len(done), previous=rundir.read_manifest().fit(stage.name))
+
+
+class _Recorder:
+    """The executor's StageSink: appends each prediction to its stage's records (one open file and one progress
+    bar per stage, from its first prediction until its fit record arrives) and keeps each fit record in the
+    manifest. The one writer of the run directory, whichever executor ran the stages."""
+
+    def __init__(self, rundir: RunDir, work: list[StageWork]) -> None:
+        self.rundir, self.work = rundir, {w.name: w for w in work}
+        self.open: dict[str, tuple] = {}  # stage -> (records file, progress bar)
+
+    def predicted(self, stage: str, prediction: Prediction) -> None:
+        if stage not in self.open:
+            work, fh = self.work[stage], self.rundir.open_records(stage)
+            self.open[stage] = (fh, tqdm(total=len(work.stage.train.heldout), initial=work.recorded, desc=stage,
+                                         unit="item", dynamic_ncols=True))
+        fh, bar = self.open[stage]
+        self.rundir.append(fh, prediction.to_record(stage))
+        bar.update(1)
+
+    def fitted(self, stage: str, record: FitRecord) -> None:
+        self._close(stage)
+        self.rundir.record_fit(stage, record)
+
+    def _close(self, stage: str) -> None:
+        fh, bar = self.open.pop(stage, (None, None))
+        if fh is not None:
+            try:
+                fh.close()
+            finally:
+                bar.close()
+
+    def __enter__(self) -> "_Recorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for stage in list(self.open):
+            self._close(stage)
 
 
 def _now() -> str:

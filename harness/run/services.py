@@ -36,6 +36,12 @@ class Services:
             self._llms[model["name"]] = self.llm_factory(model)
         return self._llms[model["name"]]
 
+    def __getstate__(self) -> dict:
+        """A copy in another process (a stage run as a Ray task, harness.run.ray_executor) gets the recipes, the
+        factories, and none of what this one started: it loads its own embedder and connects its own endpoints
+        (a local model's server in that process), and its `close` stops those."""
+        return {**self.__dict__, "_embedder": None, "_llms": {}}
+
     def close(self) -> None:
         """Stops what the run started (local model servers, client connections), and says how much of the
         embedding work the on-disk cache saved."""
