@@ -38,13 +38,13 @@ def tiny_csv(tmp_path_factory, banking_frames) -> Path:
 
 @pytest.fixture(scope="session")
 def imbalanced_csv(tmp_path_factory, banking_frames) -> Path:
-    """A small imbalanced table of real text: 40 seeded BANKING77 labels with 80 down to 8 training items each
+    """A small imbalanced table of real text: 30 seeded BANKING77 labels with 50 down to 5 training items each
     (geometric, a 10x imbalance: rare classes are the point) and 10 held-out items each from the official test set."""
     import numpy as np
 
     pool = pd.concat([banking_frames["train"], banking_frames["dev"]])
-    labels = sorted(np.random.default_rng(0).permutation(sorted(pool["label"].unique()))[:40])
-    sizes = np.round(np.geomspace(80, 8, len(labels))).astype(int)
+    labels = sorted(np.random.default_rng(0).permutation(sorted(pool["label"].unique()))[:30])
+    sizes = np.round(np.geomspace(50, 5, len(labels))).astype(int)
     test = banking_frames["test"]
     frame = pd.concat([part for label, size in zip(labels, sizes) for part in (
         pool[pool.label == label].sample(n=size, random_state=0).assign(split="train"),

@@ -23,8 +23,8 @@ def shrink(cfg) -> None:
                 node.update(epochs=1, min_steps=0, single_item_sample=4, checkpoint_steps=0)
             if node["_target_"].endswith("FineTunedLLM"):  # the GPU variant too, on this slice, on any machine
                 node.update(device="auto", train_per_class=4, max_length=32)
-            if node["_target_"].endswith("Distill"):  # a share of 96 items that leaves the student two labels
-                node.update(share=0.25)
+            if node["_target_"].endswith("Distill"):  # SmolLM2 may give every drawn text one label: the student
+                node.update(share=0.25, keep_human=True)  # also learns the other items' human labels
         if cfg.get("sweep"):
             cfg.sweep.train_per_class = [5, "all"]
             cfg.sweep.seeds = [0]

@@ -197,7 +197,7 @@ def test_early_stopping_keeps_the_best_evaluations_weights():
 @pytest.mark.slow
 def test_the_defaults_learn_rare_classes_at_least_as_well_as_tfidf(imbalanced_csv, tmp_path):
     """The shipped settings (step budget from the data size, early stopping on a carved validation split, balanced
-    class weights) on 40 labels of 80 down to 8 training items: macro-F1 weighs the rare labels like the rest."""
+    class weights) on 30 labels of 50 down to 5 training items: macro-F1 weighs the rare labels like the rest."""
     from sklearn.metrics import f1_score
 
     cfg = compose(["experiment=finetune", "dataset=table", f"dataset.path={imbalanced_csv}",
@@ -213,6 +213,6 @@ def test_the_defaults_learn_rare_classes_at_least_as_well_as_tfidf(imbalanced_cs
     assert scores["finetune_encoder"] >= scores["tfidf_logreg"], scores
     details = strategy.describe()
     assert details["stopped_early"] or details["train_steps"] == details["planned_steps"]
-    assert details["validation_curve"] and details["n_validation"] >= 40  # every label has a validation item
+    assert details["validation_curve"] and details["n_validation"] >= 30  # every label has a validation item
     low, high = details["class_weight_range"]
     assert high / low == pytest.approx(10, rel=0.15)  # the 10x imbalance, undone in the loss

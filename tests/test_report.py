@@ -52,6 +52,7 @@ def test_a_run_writes_every_report_and_chart(classic_run):
     results = pd.read_csv(classic_run / "results.csv")
     charts = ["accuracy_cost", "total_cost", "latency", "per_class_f1"]
     charts += ["confusions"] if results["accuracy"].max() < 1 else []  # the best strategy's mistakes
+    charts += ["reliability", "coverage"]  # the trained strategies score their answers: calibration, abstention
     assert sorted(path.stem for path in (classic_run / "charts").glob("*.png")) == sorted(charts)
     for key in charts:
         assert (classic_run / "charts" / f"{key}.png").read_bytes()[:4] == b"\x89PNG"
