@@ -135,3 +135,11 @@ def test_real_smollm2_through_the_runner(tiny_cfg, tmp_path):
     second = run(tiny_cfg("default", *overrides))
     results = pd.read_csv(second / "results.csv")
     assert results.loc[0, "n_cached"] == 4 and results.loc[0, "spent_usd"] == 0
+
+
+def test_server_flags_from_yaml_reach_the_command_as_text(tmp_path):
+    """`model.server.extra_args=[--logits_all,True]` arrives from Hydra as a bool: it must not crash the launch."""
+    server = LlamaServer(model_path=tmp_path / "m.gguf", alias="m", log_path=tmp_path / "m.log",
+                         extra_args=["--logits_all", True, "--n_batch", 256])
+    server.port = 1
+    assert server.command()[-4:] == ["--logits_all", "True", "--n_batch", "256"]

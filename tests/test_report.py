@@ -266,10 +266,29 @@ def test_recommendation_when_one_point_is_not_enough_and_lines_never_cross(tmp_p
         "rag": {"pred": outcomes(ITEMS_500, 48), "family": "prompted", "cost_usd": 1e-6},
         "finetune": {"pred": outcomes(ITEMS_500, 40), "family": "trained", "cost_usd": 1e-5, "fit_cost_usd": 50.0}},
         ITEMS_500)
-    assert sentences[1].startswith("No cheaper option is shown to be within 1 point of finetune: the cheapest, rag "
+    assert sentences[1].startswith("No cheaper option is shown to be within 1 point of finetune: the only one, rag "
                                    "(100% less), has accuracy -1.6 pts against finetune, at worst -")
     assert sentences[2] == ("rag (prompted) and finetune (trained) never break even: rag costs less at every volume "
                             "up to 1,000,000,000 items a month.")
+
+
+def test_when_no_cheaper_option_passes_the_closest_one_is_shown_not_the_cheapest(tmp_path):
+    sentences = _recommendation(tmp_path, {
+        "zero_shot": {"pred": outcomes(ITEMS_500, 300), "family": "prompted", "cost_usd": 1e-7},
+        "rag": {"pred": outcomes(ITEMS_500, 48), "family": "prompted", "cost_usd": 1e-6},
+        "finetune": {"pred": outcomes(ITEMS_500, 40), "family": "trained", "cost_usd": 1e-5, "fit_cost_usd": 50.0}},
+        ITEMS_500)
+    assert sentences[1].startswith("No cheaper option is shown to be within 1 point of finetune: the closest, rag "
+                                   "(100% less), has accuracy -1.6 pts against finetune")
+
+
+def test_two_strategies_that_almost_never_disagree_are_not_said_to_answer_alike(tmp_path):
+    sentences = _recommendation(tmp_path, {
+        "finetune": {"pred": outcomes(ITEMS_500, 40), "family": "trained", "cost_usd": 1e-5},
+        "tfidf": {"pred": outcomes(ITEMS_500, 41), "family": "trained", "cost_usd": 1e-5}}, ITEMS_500)
+    assert ("finetune and tfidf disagree on only 0.2% of the held-out items: too few for this set to detect any "
+            "difference between them at 80% power.") in sentences
+    assert not any("answer alike" in s for s in sentences)
 
 
 def test_recommendation_when_nothing_fits_the_budget_or_a_family_is_missing(tmp_path):

@@ -73,7 +73,8 @@ class LlamaServer:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.startup_timeout_s = startup_timeout_s
-        self.extra_args = list(extra_args)
+        # from YAML or an override, `[--logits_all, True]` arrives as a bool and `[--n_batch, 256]` as an int
+        self.extra_args = [str(arg) for arg in extra_args]
         self.port: int | None = None
         self._process: subprocess.Popen | None = None
 

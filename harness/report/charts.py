@@ -265,7 +265,7 @@ def specs(a: Analysis) -> list[tuple]:
                     (max(7.5, 3.5 + 0.4 * len(a.results)), 1.2 + 0.28 * rows)))
     if not a.confusions.empty:
         out.append(("confusions", f"Top confusions of {a.best or 'the most accurate strategy'}",
-                    "Most frequent (gold, predicted) mistakes.", confusions, (7.5, 1.0 + 0.3 * len(a.confusions))))
+                    "Most frequent (gold, predicted) mistakes.", confusions, (10.0, 1.0 + 0.3 * len(a.confusions))))
     if not a.learning_curve.empty:
         out.append(("learning_curve", "Learning curves", "Accuracy as training items per class grow.",
                     learning_curve, (7.5, 4.5)))

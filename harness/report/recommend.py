@@ -66,14 +66,16 @@ def _cheaper(best, v: Verdict) -> str:
     if not v.cheaper_tested:
         return f"No option to adopt costs less than {best.strategy}." if len(v.ranked) > 1 else ""
     totals = dict(zip(v.ranked["strategy"], v.ranked["total_usd"]))
-    name, ni = v.cheaper if v.cheaper else v.cheaper_tested[0]
+    # none passed: the one that came closest says more than the cheapest (often a far worse zero-shot)
+    name, ni = v.cheaper or max(v.cheaper_tested, key=lambda tested: tested[1].lower)
     saving = 1 - totals[name] / best.total_usd if best.total_usd else 0.0
     shown = (f"accuracy {points(ni.estimate)} against {best.strategy}, at worst {points(ni.lower)} "
              f"({1 - v.rule.alpha:.0%} one-sided bound; {test}, {p_is(ni.p_value)})")
     if v.cheaper:
         return (f"{name} costs {pct(saving, 0)} less ({usd(totals[name])} in total) and is no worse than "
                 f"{best.strategy} by more than {margin}: {shown}.")
-    return (f"No cheaper option is shown to be within {margin} of {best.strategy}: the cheapest, {name} "
+    closest = "the only one" if len(v.cheaper_tested) == 1 else "the closest"
+    return (f"No cheaper option is shown to be within {margin} of {best.strategy}: {closest}, {name} "
             f"({pct(saving, 0)} less), has {shown}.")
 
 
@@ -94,9 +96,12 @@ def _lead(best, v: Verdict) -> list[str]:
     d = v.detectable
     if d is not None:
         power = f"{v.rule.power:.0%} power"
-        if math.isinf(d.difference):
+        if math.isinf(d.difference) and d.discordance == 0:
             out.append(f"{d.best} and {d.other} answer alike on every item: no held-out set of this size can tell "
                        "them apart.")
+        elif math.isinf(d.difference):
+            out.append(f"{d.best} and {d.other} disagree on only {pct(d.discordance)} of the held-out items: too "
+                       f"few for this set to detect any difference between them at {power}.")
         else:
             text = (f"With {d.n_items:,.0f} {'effective ' if v.groups else ''}held-out items, {pct(d.discordance)} "
                     f"of them answered right by exactly one of {d.best} and {d.other}, the smallest difference this "
