@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.stats import batch_rows
+
 BINS = 10  # equal-width confidence bins: 300 held-out items leave about 30 a bin where scores spread out
 # The default target of accuracy at coverage (config key calibration.target_accuracy). 0.95 rather than a stricter
 # 0.98: on the 300-item sample a 98% target is decided by two or three mistakes among the answered items.
@@ -51,8 +53,10 @@ def ece_interval(confidence, correct, bins: int = BINS, *, seed: int = 0, n_resa
     if not len(confidence):
         return math.nan, math.nan
     index = _bin_index(confidence, bins)
-    draws = np.random.default_rng(seed).integers(0, len(confidence), size=(n_resamples, len(confidence)))
-    values = [_ece_from_index(index[d], confidence[d], correct[d], bins) for d in draws]
+    rng, rows, values = np.random.default_rng(seed), batch_rows(len(confidence)), []
+    for start in range(0, n_resamples, rows):  # the draws in batches: 800 MB at once for 100,000 items
+        draws = rng.integers(0, len(confidence), size=(min(rows, n_resamples - start), len(confidence)))
+        values += [_ece_from_index(index[d], confidence[d], correct[d], bins) for d in draws]
     tail = 100 * (1 - level) / 2
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 

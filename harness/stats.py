@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _BATCH = 250  # resamples drawn at once: bounds the (batch x units) count matrix
+_CELLS = 4_000_000  # and resampled items held at once (32 MB of float64), so 100,000 items stay in memory
+
+
+def batch_rows(n_items: int) -> int:
+    """Resamples to draw at once over `n_items`: all 2,000 of 300 items, 40 of 100,000 (scipy's bootstrap would
+    otherwise hold every resample at once: 1.6 GB at 100,000 items)."""
+    return max(1, min(_BATCH, _CELLS // max(n_items, 1)))
 
 
 def bootstrap_ci(values, statistic=np.mean, *, groups=None, confidence: float = 0.95, n_resamples: int = 2000,
@@ -48,7 +55,8 @@ def bootstrap_ci(values, statistic=np.mean, *, groups=None, confidence: float = 
         means = [(w @ sums) / (w @ sizes) for w in _resample_counts(n_groups, n_resamples, seed)]
         return _percentile(np.concatenate(means), confidence)
     result = bootstrap((values,), statistic, confidence_level=confidence, n_resamples=n_resamples,
-                       method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+                       method="percentile", vectorized=True, rng=np.random.default_rng(seed),
+                       batch=batch_rows(len(values)))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -152,7 +160,7 @@ def macro_f1_ci(gold, pred, *, groups=None, confidence: float = 0.95, n_resample
 
     result = bootstrap((gold_codes, pred_codes), statistic, paired=True, vectorized=True,
                        confidence_level=confidence, n_resamples=n_resamples, method="percentile",
-                       rng=np.random.default_rng(seed), batch=200)
+                       rng=np.random.default_rng(seed), batch=batch_rows(len(gold_codes)))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -282,8 +290,9 @@ def _group_codes(groups, n_items: int) -> tuple[np.ndarray, int]:
 def _resample_counts(n_units: int, n_resamples: int, seed: int):
     """How often each unit (an item, or a group) is drawn into each bootstrap resample, in batches of rows."""
     rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples, _BATCH):
-        size = min(_BATCH, n_resamples - start)
+    rows = batch_rows(n_units)
+    for start in range(0, n_resamples, rows):
+        size = min(rows, n_resamples - start)
         draws = rng.integers(0, n_units, size=(size, n_units)) + (np.arange(size) * n_units)[:, None]
         yield np.bincount(draws.ravel(), minlength=size * n_units).reshape(size, n_units).astype(float)
 
