@@ -340,14 +340,19 @@ def per_class_sample(examples: list[Example], n_per_class: int | None, seed: int
         return list(examples)
     if not isinstance(n_per_class, int) or n_per_class < 1:
         raise HarnessError(f"training items per class must be a positive integer or null (all), got {n_per_class!r}")
-    rng = np.random.default_rng(seed)
+    rng, keep = np.random.default_rng(seed), set()
+    for positions in label_positions(examples).values():
+        keep.update(rng.permutation(positions)[:n_per_class].tolist())
+    return [ex for position, ex in enumerate(examples) if position in keep]
+
+
+def label_positions(examples: Sequence) -> dict[str, list[int]]:
+    """label -> the positions of its examples, labels sorted: what seeded per-label draws iterate over, so the same
+    seed draws the same items whatever order the labels first appear in."""
     by_label: dict[str, list[int]] = {}
     for position, ex in enumerate(examples):
         by_label.setdefault(ex.label, []).append(position)
-    keep = set()
-    for label in sorted(by_label):
-        keep.update(rng.permutation(by_label[label])[:n_per_class].tolist())
-    return [ex for position, ex in enumerate(examples) if position in keep]
+    return {label: by_label[label] for label in sorted(by_label)}
 
 
 def _finish(name, train, heldout, labels, descriptions, source, heldout_size, seed, task, group_column) -> Dataset:

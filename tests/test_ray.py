@@ -203,13 +203,15 @@ def _kill_first_worker(records: Path, killed: list[int]) -> None:
         time.sleep(0.02)
 
 
-def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(cluster, tiny_csv, tmp_path):
+def _run_killing_a_worker(cluster, tiny_csv, tmp_path, *overrides: str) -> tuple[Path, set, int]:
+    """A run of the slow strategy (and `overrides`) whose first worker is SIGKILLed once it has recorded items;
+    returns the run directory, the PIDs that recorded items and the killed PID, once every item is recorded once."""
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import the tests
     cfg = compose(["~experiment", "+strategy@strategies.slow=tfidf_logreg",
                    f"strategies.slow._target_={__name__}.SlowTfidf", *tiny_overrides(tiny_csv, tmp_path),
-                   *_ray(cluster)])
+                   *_ray(cluster), *overrides])
     root, killed = tmp_path / "reports", []
     watcher = threading.Thread(target=lambda: _kill_first_worker(_records_file(root), killed), daemon=True)
     watcher.start()
@@ -218,28 +220,20 @@ def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(clust
     lines = [json.loads(line) for line in (run_dir / "records" / "slow.jsonl").read_text().splitlines()]
     per_item = Counter(rec["item_id"] for rec in lines)
     assert killed and len(per_item) == 32 and set(per_item.values()) == {1}
-    pids = {rec["extra"]["pid"] for rec in lines}
-    assert killed[0] in pids and len(pids) == 3  # two workers, and the one that took over the killed one's shard
+    return run_dir, {rec["extra"]["pid"] for rec in lines}, killed[0]
+
+
+def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(cluster, tiny_csv, tmp_path):
+    run_dir, pids, killed = _run_killing_a_worker(cluster, tiny_csv, tmp_path)
+    assert killed in pids and len(pids) == 3  # two workers, and the one that took over the killed one's shard
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
 
 
 def test_a_killed_stage_task_is_submitted_again_with_its_unrecorded_items(cluster, tiny_csv, tmp_path):
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    cfg = compose(["~experiment", "+strategy@strategies.slow=tfidf_logreg", "+strategy@strategies.fast=tfidf_logreg",
-                   f"strategies.slow._target_={__name__}.SlowTfidf", *tiny_overrides(tiny_csv, tmp_path),
-                   *_ray(cluster), "executor.parallel_stages=true"])
-    root, killed = tmp_path / "reports", []
-    watcher = threading.Thread(target=lambda: _kill_first_worker(_records_file(root), killed), daemon=True)
-    watcher.start()
-    run_dir = run(cfg)
-    watcher.join(timeout=5)
-    lines = [json.loads(line) for line in (run_dir / "records" / "slow.jsonl").read_text().splitlines()]
-    per_item = Counter(rec["item_id"] for rec in lines)
-    assert killed and len(per_item) == 32 and set(per_item.values()) == {1}
-    pids = {rec["extra"]["pid"] for rec in lines}
-    assert killed[0] in pids and len(pids) == 2  # the killed task's worker, and the one that took over
+    run_dir, pids, killed = _run_killing_a_worker(cluster, tiny_csv, tmp_path,
+                                                  "+strategy@strategies.fast=tfidf_logreg",
+                                                  "executor.parallel_stages=true")
+    assert killed in pids and len(pids) == 2  # the killed task's worker, and the one that took over
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and list(manifest["strategies"]) == ["slow", "fast"]
 

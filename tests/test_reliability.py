@@ -24,7 +24,7 @@ from harness.files import write_csv
 from harness.run import lock
 from harness.run.directory import RunDir
 from harness.run.state import GONE, run_state
-from tests.chaos import session_alive
+from tests.chaos import kill
 from tests.conftest import tiny_overrides
 from tests.fake_openai import FakeOpenAI
 from tests.runs import ITEMS, outcomes, write_run
@@ -346,14 +346,7 @@ def test_llm_workers_die_at_once_and_quietly_with_a_killed_run(tmp_path):
             deadline = time.monotonic() + 60
             while "CALLING" not in log.read_text() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-            killed = time.monotonic()
-            while session_alive(process.pid) and time.monotonic() - killed < 10:
-                time.sleep(0.02)
-            gone_after_s = time.monotonic() - killed
-            if session_alive(process.pid):
-                os.killpg(process.pid, signal.SIGKILL)
+            gone_after_s = kill(process, within_s=10)
             time.sleep(0.2)  # anything a dying worker still had to say is in the log now
             assert gone_after_s < 1.0, f"workers outlived the run by {gone_after_s:.1f} s"
             assert "Traceback" not in log.read_text(), log.read_text()[-2000:]
@@ -367,14 +360,7 @@ def test_a_run_killed_while_starting_its_workers_leaves_no_forkserver_behind(tmp
                                    stderr=subprocess.DEVNULL, start_new_session=True)
         while not _forkserver_in(process.pid) and process.poll() is None:
             time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        killed = time.monotonic()
-        while session_alive(process.pid) and time.monotonic() - killed < 30:
-            time.sleep(0.02)
-        gone_after_s = time.monotonic() - killed
-        if session_alive(process.pid):
-            os.killpg(process.pid, signal.SIGKILL)
+        gone_after_s = kill(process, within_s=30)
     assert gone_after_s < 2.0, f"the forkserver outlived the run by {gone_after_s:.1f} s"
 
 

@@ -47,7 +47,7 @@ class Analysis:
 
     @property
     def partial(self) -> bool:
-        return self.state is not None and not (self.state.complete and self.state.coverage >= 1.0)
+        return self.state is not None and not self.state.final
 
     @property
     def banner(self) -> str | None:
@@ -120,7 +120,7 @@ def analyse(manifest: Manifest, records: pd.DataFrame, plan: PricingPlan, *, rul
     decision = verdict(results, within if not within.empty else candidates, records, rule, groups,
                        manifest.dataset.group_column, seed)
     best, sentences = recommend(decision, candidates[~candidates["within_budget"].astype(bool)], costs, plan)
-    if state is not None and not (state.complete and state.coverage >= 1.0):
+    if state is not None and not state.final:
         sentences = [f"Partial run ({state.describe()}): this recommendation is provisional.", *sentences]
     from harness.report.summary import summary
 

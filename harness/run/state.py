@@ -47,6 +47,11 @@ class RunState:
         return self.display == COMPLETE
 
     @property
+    def final(self) -> bool:
+        """Complete with every planned item recorded: figures that will not change."""
+        return self.complete and self.coverage >= 1.0
+
+    @property
     def planned(self) -> int:
         return sum(s.planned for s in self.strategies.values())
 

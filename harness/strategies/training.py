@@ -87,13 +87,10 @@ def set_threads(num_threads: int | None) -> int:
 def split_validation(examples: Sequence, fraction: float, seed: int) -> tuple[list, list]:
     """(train, validation): `fraction` of every class (rounded, so a class of 5 or more gives at least one item
     at 0.1: rare classes count in the validation macro-F1), seeded, each in its original order."""
-    rng = np.random.default_rng(seed)
-    by_label: dict[str, list[int]] = {}
-    for position, ex in enumerate(examples):
-        by_label.setdefault(ex.label, []).append(position)
-    held = set()
-    for label in sorted(by_label):
-        positions = by_label[label]
+    from harness.data import label_positions
+
+    rng, held = np.random.default_rng(seed), set()
+    for positions in label_positions(examples).values():
         n_val = min(int(fraction * len(positions) + 0.5), len(positions) - 1)
         held.update(rng.permutation(positions)[:n_val].tolist())
     return ([ex for i, ex in enumerate(examples) if i not in held], [ex for i, ex in enumerate(examples) if i in held])
