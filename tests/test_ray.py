@@ -258,6 +258,21 @@ def test_shards_follow_item_ids_not_their_order():
     assert all(shard_of(ex.id, 3) == index for index, part in enumerate(forward) for ex in part)
     assert min(len(part) for part in forward) > 40  # a hash spreads them, it does not pile them up
 
+def test_what_crosses_to_and_from_workers_comes_back_equal():
+    from harness.data import Example
+    from harness.run.ray_executor import _pack, _unpack
+    from harness.strategies.base import Prediction
+
+    items = [Example(f"item-{i}", f"text {i}", "label", group="g" if i % 2 else None) for i in range(50)]
+    predictions = [Prediction(item_id=ex.id, gold=ex.label, pred=None if i % 7 else "label", latency_ms=0.5 * i,
+                              error="timeout" if i == 3 else None, extra={"confidence": 0.25} if i % 3 else {})
+                   for i, ex in enumerate(items)]
+    mixed = [items[0], predictions[0], {"not": "a dataclass"}]
+    for objects in (items, predictions, mixed, []):
+        assert _unpack(_pack(objects)) == objects
+    assert type(_unpack(_pack(predictions))[0]) is Prediction
+
+
 
 @pytest.mark.parametrize("override, named", [
     ("+executor.resources.gpus=1", "no executor.resources key 'gpus'"),

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from harness.errors import HarnessError, choices
@@ -50,6 +52,25 @@ RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_typ
 BATCH_ITEMS, BATCH_SECONDS = 256, 0.5
 
 
+# Items and predictions cross between driver and workers as bytes we pickle ourselves, each list as its dataclass
+# and one tuple of field values per object, not as Python objects for Ray to serialise: Ray's serialiser
+# (cloudpickle) calls a Python-level hook for every object it meets, and unpickling a dataclass instance costs
+# twice what building it from a tuple does. For a fast strategy either costs about as much as predicting the
+# item, and the driver pays it while the workers hold the cores (measured on 2 cores, tfidf_logreg, 2 warm
+# workers: 1.33x local over 30,000 items as objects, 1.6x to 1.7x as bytes). Both ends run this module.
+def _pack(objects: list) -> bytes:
+    kind = type(objects[0]) if objects else None
+    names = [f.name for f in fields(kind) if f.init] if is_dataclass(kind) else []
+    if len(names) < 2 or len(names) < len(fields(kind)) or not all(type(o) is kind for o in objects):
+        return pickle.dumps((None, objects), protocol=pickle.HIGHEST_PROTOCOL)  # as they are
+    return pickle.dumps((kind, list(map(attrgetter(*names), objects))), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(blob: bytes) -> list:
+    kind, rows = pickle.loads(blob)
+    return rows if kind is None else [kind(*row) for row in rows]
+
+
 class ShardWorker:
     """A Ray actor's body, kept for the whole run so its process imports the libraries once: the fitted strategy
     of the stage at hand (unpickled once per stage) and the predictions of one shard."""
@@ -65,14 +86,13 @@ class ShardWorker:
         return os.getpid()
 
     def load(self, strategy_pickle: bytes) -> None:
-        import pickle
-
         if self.strategy is not None:
             self.strategy.close()
         self.strategy = pickle.loads(strategy_pickle)
 
-    def predict(self, items: Sequence) -> Iterator[list[Prediction]]:
-        yield from _batches(self.strategy.predict(items))  # a generator method: Ray streams what it yields
+    def predict(self, items: bytes) -> Iterator[bytes]:
+        """The predictions of the packed `items`, in packed batches (a generator method: Ray streams them)."""
+        yield from _batches(self.strategy.predict(_unpack(items)))
 
     def close(self) -> None:
         """Stops what the strategies started here; local model servers stay up between stages until now."""
@@ -85,20 +105,21 @@ class ShardWorker:
             close_reconnected()
 
 
-def _batches(predictions: Iterator[Prediction]) -> Iterator[list[Prediction]]:
+def _batches(predictions: Iterator[Prediction]) -> Iterator[bytes]:
+    """`predictions` packed in batches of BATCH_ITEMS, or what BATCH_SECONDS brought."""
     batch, flushed = [], time.monotonic()
     for prediction in predictions:
         batch.append(prediction)
         if len(batch) >= BATCH_ITEMS or time.monotonic() - flushed >= BATCH_SECONDS:
-            yield batch
+            yield _pack(batch)
             batch, flushed = [], time.monotonic()
     if batch:
-        yield batch
+        yield _pack(batch)
 
 
-def stage_task(cwd: str, work: StageWork, services: "Services") -> Iterator[list[Prediction] | FitRecord]:
+def stage_task(cwd: str, work: StageWork, services: "Services") -> Iterator[bytes | FitRecord]:
     """A Ray task's body under `parallel_stages`: fits the stage's strategy in this worker, yields its predictions
-    of `work.todo` in batches, then its fit record (fit and prediction seconds measured here). What the strategy
+    of `work.todo` in packed batches, then its fit record (fit and prediction seconds measured here). What the strategy
     and `services` started here (an embedder, a local model's server) is stopped when the task ends."""
     if os.path.isdir(cwd):  # relative paths (caches, model files) mean what they mean on the driver
         os.chdir(cwd)
@@ -264,7 +285,7 @@ class RayExecutor(Executor):
                     job.fitted = True
                     sink.fitted(job.work.name, out)
                     continue
-                for prediction in out:
+                for prediction in _unpack(out):
                     job.left.pop(prediction.item_id, None)
                     sink.predicted(job.work.name, prediction)
         finally:
@@ -304,7 +325,7 @@ class RayExecutor(Executor):
         def launch(shard: _Shard) -> None:
             worker = self._worker(shard.index)
             worker.load.remote(blob)  # an actor runs its calls in order: predict starts once it is loaded
-            running[worker.predict.remote(list(shard.left.values()))] = shard
+            running[worker.predict.remote(_pack(list(shard.left.values())))] = shard
 
         for index, part in enumerate(shards(items, self.num_workers)):
             launch(_Shard(index, {item.id: item for item in part}))
@@ -313,7 +334,7 @@ class RayExecutor(Executor):
                 [stream], _ = ray.wait(list(running), num_returns=1)
                 shard = running[stream]
                 try:
-                    batch = ray.get(next(stream))
+                    batch = _unpack(ray.get(next(stream)))
                 except StopIteration:
                     del running[stream]
                     continue
