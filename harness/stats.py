@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _BATCH = 250  # resamples drawn at once: bounds the (batch x units) count matrix
-_CELLS = 4_000_000  # and resampled items held at once (32 MB of float64), so 100,000 items stay in memory
+# and resampled items held at once: 8 MB of float64, so a statistic's temporaries over 100,000 items (a
+# resampled macro-F1 makes about six arrays of this size) stay well under the records' own size
+_CELLS = 1_000_000
 
 
 def batch_rows(n_items: int) -> int:
-    """Resamples to draw at once over `n_items`: all 2,000 of 300 items, 40 of 100,000 (scipy's bootstrap would
+    """Resamples to draw at once over `n_items`: 250 of 300 items, 10 of 100,000 (scipy's bootstrap would
     otherwise hold every resample at once: 1.6 GB at 100,000 items)."""
     return max(1, min(_BATCH, _CELLS // max(n_items, 1)))
 
@@ -152,7 +154,7 @@ def macro_f1_ci(gold, pred, *, groups=None, confidence: float = 0.95, n_resample
     if groups is not None:
         codes, n_groups = _group_codes(groups, len(gold_codes))
         counts = _class_counts(gold_codes, pred_codes, codes, n_groups, n_codes)
-        scores = [_macro_f1(*(w @ c for c in counts)) for w in _resample_counts(n_groups, n_resamples, seed)]
+        scores = [_macro_f1(*_resampled(w, counts)) for w in _resample_counts(n_groups, n_resamples, seed)]
         return _percentile(np.concatenate(scores), confidence)
 
     def statistic(g, p, axis=-1):
@@ -175,10 +177,10 @@ def macro_f1_diff_ci(gold, pred_a, pred_b, *, groups=None, confidence: float = 0
                       else (np.arange(len(gold_codes)), len(gold_codes)))
     a_counts = _class_counts(gold_codes, a_codes, codes, n_units, n_codes)
     b_counts = _class_counts(gold_codes, b_codes, codes, n_units, n_codes)
-    diff = float(_macro_f1(*(c.sum(axis=0) for c in b_counts)) - _macro_f1(*(c.sum(axis=0) for c in a_counts)))
+    diff = float(_macro_f1(*_totals(b_counts)) - _macro_f1(*_totals(a_counts)))
     if np.array_equal(a_codes, b_codes):
         return diff, diff, diff
-    diffs = [_macro_f1(*(w @ c for c in b_counts)) - _macro_f1(*(w @ c for c in a_counts))
+    diffs = [_macro_f1(*_resampled(w, b_counts)) - _macro_f1(*_resampled(w, a_counts))
              for w in _resample_counts(n_units, n_resamples, seed)]
     return (diff, *_percentile(np.concatenate(diffs), confidence))
 
@@ -195,13 +197,29 @@ def _label_codes(gold, preds) -> tuple[np.ndarray, list[np.ndarray], int]:
     return gold_codes, pred_codes, no_class + 1
 
 
-def _class_counts(gold, pred, units, n_units: int, n_codes: int) -> tuple[np.ndarray, ...]:
-    """Per unit (item or group) and class: gold count, predicted count, hits; (n_units, classes) each, the
-    "no class" code dropped."""
+def _class_counts(gold, pred, units, n_units: int, n_codes: int, *, dense: bool = False) -> tuple:
+    """Per unit (an item, a group, or a resample) and class: gold count, predicted count, hits; (n_units, classes)
+    each, the "no class" code dropped. Sparse matrices unless `dense`: a unit is usually one item of one class,
+    and dense, the six matrices of a paired macro-F1 over 100,000 items and 77 classes would hold 370 MB of
+    zeros, which each resample batch's product would copy again."""
+    from scipy.sparse import csr_matrix
+
     def counts(codes):
-        return np.bincount(units * n_codes + codes, minlength=n_units * n_codes).reshape(n_units, n_codes)[:, :-1]
+        if dense:
+            return np.bincount(units * n_codes + codes, minlength=n_units * n_codes).reshape(n_units, n_codes)[:, :-1]
+        return csr_matrix((np.ones(len(codes)), (units, codes)), shape=(n_units, n_codes))[:, :-1]
 
     return counts(gold), counts(pred), counts(np.where(gold == pred, gold, n_codes - 1))
+
+
+def _totals(counts) -> tuple[np.ndarray, ...]:
+    """Whole-set class counts from `_class_counts`' per-unit matrices."""
+    return tuple(np.asarray(c.sum(axis=0)).ravel() for c in counts)
+
+
+def _resampled(weights: np.ndarray, counts) -> tuple[np.ndarray, ...]:
+    """Class counts of each resample (a row of `weights`: how often each unit is drawn)."""
+    return tuple(np.asarray(c.T @ weights.T).T for c in counts)
 
 
 def _macro_f1(gold_counts: np.ndarray, pred_counts: np.ndarray, hits: np.ndarray) -> np.ndarray:
@@ -215,7 +233,7 @@ def _macro_f1(gold_counts: np.ndarray, pred_counts: np.ndarray, hits: np.ndarray
 def _macro_f1_rows(gold: np.ndarray, pred: np.ndarray, n_codes: int) -> np.ndarray:
     """Macro-F1 of each row of integer-coded (gold, pred); the last code is "no class" and is never averaged."""
     rows = np.repeat(np.arange(gold.shape[0]), gold.shape[1])
-    return _macro_f1(*_class_counts(gold.ravel(), pred.ravel(), rows, gold.shape[0], n_codes))
+    return _macro_f1(*_class_counts(gold.ravel(), pred.ravel(), rows, gold.shape[0], n_codes, dense=True))
 
 
 # ------------------------------------------------------------------------------------------- pairs of strategies

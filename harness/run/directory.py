@@ -20,7 +20,8 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from itertools import islice
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from harness.run.manifest import Manifest, check_same_heldout
 
 PREDICTION_COLUMNS = ["strategy", "item_id", "gold", "pred", "correct", "latency_ms", "prompt_tokens",
                       "completion_tokens", "cost_usd", "spent_usd", "cached", "error", "raw", "extra"]
+PARSE_ROWS = 20_000  # record lines parsed into a frame at a time
 HELDOUT_FILE = "heldout.parquet"
 HELDOUT_COLUMNS = ["item_id", "text", "label", "group"]
 
@@ -144,8 +146,8 @@ class RunDir:
 
     def done_ids(self, strategy: str, *, errored: bool = True) -> set[str]:
         """Items recorded for `strategy`; with errored=False, only those whose latest record has no error."""
-        latest = {rec["item_id"]: rec for rec in self._read_jsonl(self.records_path(strategy))}
-        return {item for item, rec in latest.items() if errored or not rec.get("error")}
+        latest = {rec["item_id"]: bool(rec.get("error")) for rec in self._records(self.records_path(strategy))}
+        return {item for item, failed in latest.items() if errored or not failed}
 
     def _repair(self, path: Path) -> None:
         """Drop a torn last line left by an interrupt mid-write, so appends start on a clean line."""
@@ -156,24 +158,31 @@ class RunDir:
             path.write_bytes(data[: data.rfind(b"\n") + 1])
 
     @staticmethod
-    def _read_jsonl(path: Path) -> list[dict]:
+    def _records(path: Path) -> Iterator[dict]:
         if not path.exists():
-            return []
-        out = []
+            return
         with open(path, encoding="utf-8") as lines:  # line by line: the file's text is never held whole
             for line in lines:
                 try:
-                    out.append(json.loads(line))
+                    yield json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn final line from an interrupted write: that item was not finished
-        return out
+
+    def _read_frame(self, paths: Sequence[Path]) -> pd.DataFrame:
+        """The records of `paths` as one frame (`_frame`), parsed PARSE_ROWS lines at a time: parsed lines, ten
+        times the size of the frame, never hold a whole strategy of a large run."""
+        records = (rec for path in paths for rec in self._records(path))
+        parts = []
+        while rows := list(islice(records, PARSE_ROWS)):
+            parts.append(pd.DataFrame(rows, columns=PREDICTION_COLUMNS))
+        return _frame(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PREDICTION_COLUMNS))
 
     def load_records(self) -> pd.DataFrame:
         """All records, from predictions.parquet when the run finished, else from the streamed JSONL."""
         parquet = self.path / "predictions.parquet"
         if parquet.exists():
             return pd.read_parquet(parquet)
-        return _frame([rec for path in sorted(self.records_dir.glob("*.jsonl")) for rec in self._read_jsonl(path)])
+        return self._read_frame(sorted(self.records_dir.glob("*.jsonl")))
 
     def write_predictions(self, order: list[str]) -> pd.DataFrame:
         """Collects the JSONL records into predictions.parquet: strategies in run order, one row per item, each
@@ -183,11 +192,11 @@ class RunDir:
         position = self._heldout_positions()
         frames = []
         for strategy in order:
-            part = _frame(self._read_jsonl(self.records_path(strategy)))
+            part = self._read_frame([self.records_path(strategy)])
             if position is not None:
                 part = part.iloc[np.argsort(part["item_id"].map(position).to_numpy(dtype=float), kind="stable")]
             frames.append(part)
-        frame = pd.concat(frames, ignore_index=True) if frames else _frame([])
+        frame = pd.concat(frames, ignore_index=True) if frames else self._read_frame([])
         tmp = temporary_sibling(self.path / "predictions.parquet")
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, self.path / "predictions.parquet")
@@ -204,9 +213,8 @@ class _Item:
         self.group = None if group is None or group != group else group  # NaN from parquet: no group
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
+def _frame(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (strategy, item): an item's later record (a retried error) replaces its earlier one."""
-    frame = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     frame = frame.drop_duplicates(["strategy", "item_id"], keep="last").reset_index(drop=True)
     frame["extra"] = frame["extra"].map(lambda e: json.dumps(e) if isinstance(e, dict) and e else None)
     return frame
