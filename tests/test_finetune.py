@@ -167,6 +167,10 @@ def test_the_validation_split_takes_a_share_of_every_class_and_is_seeded():
     assert split_validation(examples, 0.1, seed=0)[1] == held
     assert split_validation(examples, 0.1, seed=1)[1] != held
     assert split_validation(examples, 0.0, seed=0) == (examples, [])
+    # a cap scales every class's share down alike: 8 of 128 items is 6.25% of each
+    capped = split_validation(examples, 0.1, seed=0, max_items=8)[1]
+    assert {label: sum(ex.label == label for ex in capped) for label in sizes} == {"a": 0, "b": 0, "c": 1, "d": 6}
+    assert split_validation(examples, 0.1, seed=0, max_items=1000)[1] == held  # a cap above the share changes nothing
 
 
 def test_balanced_class_weights_make_every_class_count_alike():

@@ -152,7 +152,8 @@ class FineTunedClassifier(BatchedClassifier):
         t0 = time.perf_counter()
         set_seed(self.settings.seed)  # before the model exists: the new classifier layer's init is seeded too
         model, tokenizer = self._load_base(labels)
-        learn, held = training.split_validation(examples, self.settings.validation_fraction, self.settings.seed)
+        learn, held = training.split_validation(examples, self.settings.validation_fraction, self.settings.seed,
+                                              self.settings.validation_max_items)
         label_id = model.config.label2id
         features, validation = ([] if not part else training.encode(
             tokenizer, [ex.text for ex in part], [label_id[ex.label] for ex in part], self.settings.max_length)
