@@ -69,14 +69,15 @@ def _cheaper(best, v: Verdict) -> str:
     # none passed: the one that came closest says more than the cheapest (often a far worse zero-shot)
     name, ni = v.cheaper or max(v.cheaper_tested, key=lambda tested: tested[1].lower)
     saving = 1 - totals[name] / best.total_usd if best.total_usd else 0.0
+    saving_text = "under 1%" if 0 < saving < 0.005 else pct(saving, 0)  # not "0% less" for a few dollars
     shown = (f"accuracy {points(ni.estimate)} against {best.strategy}, at worst {points(ni.lower)} "
              f"({1 - v.rule.alpha:.0%} one-sided bound; {test}, {p_is(ni.p_value)})")
     if v.cheaper:
-        return (f"{name} costs {pct(saving, 0)} less ({usd(totals[name])} in total) and is no worse than "
+        return (f"{name} costs {saving_text} less ({usd(totals[name])} in total) and is no worse than "
                 f"{best.strategy} by more than {margin}: {shown}.")
     closest = "the only one" if len(v.cheaper_tested) == 1 else "the closest"
     return (f"No cheaper option is shown to be within {margin} of {best.strategy}: {closest}, {name} "
-            f"({pct(saving, 0)} less), has {shown}.")
+            f"({saving_text} less), has {shown}.")
 
 
 def _lead(best, v: Verdict) -> list[str]:
