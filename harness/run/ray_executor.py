@@ -56,8 +56,9 @@ BATCH_ITEMS, BATCH_SECONDS = 256, 0.5
 # and one tuple of field values per object, not as Python objects for Ray to serialise: Ray's serialiser
 # (cloudpickle) calls a Python-level hook for every object it meets, and unpickling a dataclass instance costs
 # twice what building it from a tuple does. For a fast strategy either costs about as much as predicting the
-# item, and the driver pays it while the workers hold the cores (measured on 2 cores, tfidf_logreg, 2 warm
-# workers: 1.33x local over 30,000 items as objects, 1.6x to 1.7x as bytes). Both ends run this module.
+# item, and the driver pays it while the workers hold the cores (measured on 2 cores, tfidf_logreg on 2 warm
+# workers against local: 1.30x over 30,000 items as objects, 1.43x as bytes; 1.52x and 1.6x to 1.7x over
+# 200,000). Both ends run this module.
 def _pack(objects: list) -> bytes:
     kind = type(objects[0]) if objects else None
     names = [f.name for f in fields(kind) if f.init] if is_dataclass(kind) else []
