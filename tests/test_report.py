@@ -432,3 +432,11 @@ def test_groups_metric_choice_and_disagreement(tmp_path):
     assert by_f1.best == "balanced" and "the strategy with the best macro-F1 is balanced" in by_f1.recommendation[0]
     with pytest.raises(HarnessError, match="no decision.metric 'f1'; known: accuracy, macro_f1"):
         pricing.rule(manifest, ["decision.metric=f1"])
+
+
+def test_an_option_a_few_dollars_cheaper_is_not_said_to_cost_0_percent_less(tmp_path):
+    sentences = _recommendation(tmp_path, {
+        "rag": {"pred": outcomes(ITEMS_500, 48), "family": "prompted", "cost_usd": 1.0e-6},
+        "zero_shot": {"pred": outcomes(ITEMS_500, 300), "family": "prompted", "cost_usd": 0.999e-6}}, ITEMS_500)
+    assert sentences[1].startswith("No cheaper option is shown to be within 1 point of rag: the only one, zero_shot "
+                                   "(under 1% less), has accuracy")
