@@ -198,6 +198,20 @@ def test_early_stopping_keeps_the_best_evaluations_weights():
     assert callback.step == 2 and torch.all(model.weight == 2)  # the first 0.7: a tie is no improvement
 
 
+def test_an_evaluation_without_improvement_never_undoes_the_last_step_s_stop():
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from harness.strategies.training import _keep_best
+
+    model = torch.nn.Linear(2, 2)
+    callback, state, control = _keep_best(patience=3), TrainerState(), TrainerControl()
+    callback.on_evaluate(None, state, control, metrics={"eval_macro_f1": 0.7, "eval_loss": 1.0}, model=model)
+    control.should_training_stop = True  # what Trainer's flow callback sets at max_steps, before that evaluation
+    callback.on_evaluate(None, state, control, metrics={"eval_macro_f1": 0.6, "eval_loss": 1.0}, model=model)
+    assert control.should_training_stop  # it once read False here, and training ran on past its budget
+
+
 @pytest.mark.slow
 def test_the_defaults_learn_rare_classes_at_least_as_well_as_tfidf(imbalanced_csv, tmp_path):
     """The shipped settings (step budget from the data size, early stopping on a carved validation split, balanced

@@ -214,7 +214,8 @@ def _keep_best(patience: int):
                                 if p.requires_grad}
             else:
                 self.misses += 1
-                control.should_training_stop = bool(patience) and self.misses >= patience
+                if patience and self.misses >= patience:  # never unset: the last step's own stop comes first
+                    control.should_training_stop = True
 
         def on_train_end(self, args, state, control, model=None, **kwargs):
             if self.weights is not None:
