@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from harness.stats import batch_rows
+from harness.stats import resample_indices
 
 BINS = 10  # equal-width confidence bins: 300 held-out items leave about 30 a bin where scores spread out
 # The default target of accuracy at coverage (config key calibration.target_accuracy). 0.95 rather than a stricter
@@ -53,10 +53,8 @@ def ece_interval(confidence, correct, bins: int = BINS, *, seed: int = 0, n_resa
     if not len(confidence):
         return math.nan, math.nan
     index = _bin_index(confidence, bins)
-    rng, rows, values = np.random.default_rng(seed), batch_rows(len(confidence)), []
-    for start in range(0, n_resamples, rows):  # the draws in batches: 800 MB at once for 100,000 items
-        draws = rng.integers(0, len(confidence), size=(min(rows, n_resamples - start), len(confidence)))
-        values += [_ece_from_index(index[d], confidence[d], correct[d], bins) for d in draws]
+    values = [_ece_from_index(index[d], confidence[d], correct[d], bins)  # drawn in batches: not 800 MB at once
+              for batch in resample_indices(len(confidence), n_resamples, seed) for d in batch]
     tail = 100 * (1 - level) / 2
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 

@@ -305,14 +305,21 @@ def _group_codes(groups, n_items: int) -> tuple[np.ndarray, int]:
     return codes, len(names)
 
 
-def _resample_counts(n_units: int, n_resamples: int, seed: int):
-    """How often each unit (an item, or a group) is drawn into each bootstrap resample, in batches of rows."""
+def resample_indices(n_units: int, n_resamples: int, seed: int):
+    """The units (items, or groups) each bootstrap resample draws, with replacement: (batch, n_units) arrays of
+    positions, `batch_rows(n_units)` resamples at a time, `n_resamples` in all, from one seeded stream."""
     rng = np.random.default_rng(seed)
     rows = batch_rows(n_units)
     for start in range(0, n_resamples, rows):
-        size = min(rows, n_resamples - start)
-        draws = rng.integers(0, n_units, size=(size, n_units)) + (np.arange(size) * n_units)[:, None]
-        yield np.bincount(draws.ravel(), minlength=size * n_units).reshape(size, n_units).astype(float)
+        yield rng.integers(0, n_units, size=(min(rows, n_resamples - start), n_units))
+
+
+def _resample_counts(n_units: int, n_resamples: int, seed: int):
+    """How often each unit is drawn into each bootstrap resample (`resample_indices`), in batches of rows."""
+    for draws in resample_indices(n_units, n_resamples, seed):
+        size = len(draws)
+        flat = (draws + (np.arange(size) * n_units)[:, None]).ravel()
+        yield np.bincount(flat, minlength=size * n_units).reshape(size, n_units).astype(float)
 
 
 def _percentile(values: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -258,6 +258,7 @@ def test_shards_follow_item_ids_not_their_order():
     assert all(shard_of(ex.id, 3) == index for index, part in enumerate(forward) for ex in part)
     assert min(len(part) for part in forward) > 40  # a hash spreads them, it does not pile them up
 
+
 def test_what_crosses_to_and_from_workers_comes_back_equal():
     from harness.data import Example
     from harness.run.ray_executor import _pack, _unpack
@@ -271,7 +272,6 @@ def test_what_crosses_to_and_from_workers_comes_back_equal():
     for objects in (items, predictions, mixed, []):
         assert _unpack(_pack(objects)) == objects
     assert type(_unpack(_pack(predictions))[0]) is Prediction
-
 
 
 @pytest.mark.parametrize("override, named", [

@@ -86,7 +86,8 @@ def set_threads(num_threads: int | None) -> int:
     return threads
 
 
-def split_validation(examples: Sequence, fraction: float, seed: int, max_items: int | None = None) -> tuple[list, list]:
+def split_validation(examples: Sequence, fraction: float, seed: int,
+                     max_items: int | None = None) -> tuple[list, list]:
     """(train, validation): `fraction` of every class (rounded, so a class of 5 or more gives at least one item
     at 0.1: rare classes count in the validation macro-F1), seeded, each in its original order. With `max_items`,
     a large table's fraction is scaled down to about that many items in all: a validation macro-F1 needs a few
