@@ -223,7 +223,11 @@ def _run_killing_a_worker(cluster, tiny_csv, tmp_path, *overrides: str) -> tuple
     return run_dir, {rec["extra"]["pid"] for rec in lines}, killed[0]
 
 
-def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(cluster, tiny_csv, tmp_path):
+@pytest.mark.parametrize("chunk_items", [None, 3], ids=["one-call-a-shard", "shards-in-calls-of-3"])
+def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(cluster, tiny_csv, tmp_path, monkeypatch,
+                                                                           chunk_items):
+    if chunk_items:  # a shard's later calls wait on its worker when it dies: each is sent again, once
+        monkeypatch.setattr("harness.run.ray_executor.CHUNK_ITEMS", chunk_items)
     run_dir, pids, killed = _run_killing_a_worker(cluster, tiny_csv, tmp_path)
     assert killed in pids and len(pids) == 3  # two workers, and the one that took over the killed one's shard
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"

@@ -31,13 +31,13 @@ import os
 import pickle
 import sys
 import time
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from harness.errors import HarnessError, choices
 from harness.run.executors import Executor, StageSink, StageWork, fit_stage, measured, shards
-from harness.strategies.base import FitRecord, Prediction, Strategy
+from harness.strategies.base import TRAINED, FitRecord, Prediction, Strategy
 
 if TYPE_CHECKING:
     from harness.run.plan import Stage
@@ -49,27 +49,31 @@ RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_typ
 # A worker sends what it has every BATCH_ITEMS predictions or BATCH_SECONDS, whichever comes first: one Ray object
 # per item costs more than a fast strategy's prediction, and a slow one (a local LLM) should not hold finished
 # items back for long.
-BATCH_ITEMS, BATCH_SECONDS = 256, 0.5
+BATCH_ITEMS, BATCH_SECONDS = 4096, 0.5
+# A shard's items go to its worker in calls of at most CHUNK_ITEMS (about 1 MB packed), so the worker starts on
+# the first while the driver packs the rest.
+CHUNK_ITEMS = 20_000
 
 
 # Items and predictions cross between driver and workers as bytes we pickle ourselves, each list as its dataclass
-# and one tuple of field values per object, not as Python objects for Ray to serialise: Ray's serialiser
-# (cloudpickle) calls a Python-level hook for every object it meets, and unpickling a dataclass instance costs
-# twice what building it from a tuple does. For a fast strategy either costs about as much as predicting the
-# item, and the driver pays it while the workers hold the cores (measured on 2 cores, tfidf_logreg on 2 warm
-# workers against local: 1.30x over 30,000 items as objects, 1.43x as bytes; 1.52x and 1.6x to 1.7x over
-# 200,000). Both ends run this module.
+# and one list of values per field (columns), not as Python objects for Ray to serialise: Ray's serialiser
+# (cloudpickle) calls a Python-level hook for every object it meets, unpickling a dataclass instance costs twice
+# what building it from a tuple does, and columns unpickle in a third of the time rows (one tuple per object) do.
+# For a fast strategy each costs about as much as predicting the item, and on 2 cores the driver pays it while
+# the workers hold the cores (tfidf_logreg on 2 warm workers against local: 1.30x over 30,000 items as objects,
+# 1.43x as bytes). Both ends run this module.
 def _pack(objects: list) -> bytes:
     kind = type(objects[0]) if objects else None
     names = [f.name for f in fields(kind) if f.init] if is_dataclass(kind) else []
     if len(names) < 2 or len(names) < len(fields(kind)) or not all(type(o) is kind for o in objects):
         return pickle.dumps((None, objects), protocol=pickle.HIGHEST_PROTOCOL)  # as they are
-    return pickle.dumps((kind, list(map(attrgetter(*names), objects))), protocol=pickle.HIGHEST_PROTOCOL)
+    columns = [list(map(attrgetter(name), objects)) for name in names]
+    return pickle.dumps((kind, columns), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _unpack(blob: bytes) -> list:
-    kind, rows = pickle.loads(blob)
-    return rows if kind is None else [kind(*row) for row in rows]
+    kind, columns = pickle.loads(blob)
+    return columns if kind is None else [kind(*row) for row in zip(*columns)]
 
 
 class ShardWorker:
@@ -145,21 +149,35 @@ def _lost(ray) -> tuple[type[Exception], ...]:
 
 
 @dataclass
-class _StageTask:
-    work: StageWork
-    left: dict[str, Any]  # item id -> item, for the items not yet streamed back
+class _Sent:
+    """Items handed to a worker, and the ids of those whose predictions came back. The ids are added a batch at a
+    time (C-level), and what is left is worked out only when a worker dies: per-item bookkeeping on the driver
+    costs about as much as a fast strategy's prediction, and on 2 cores the driver shares them with the workers."""
+    items: list
+    done: set[str] = field(default_factory=set)
     attempt: int = 0
-    fitted: bool = False  # its fit record arrived
 
-    def remaining(self) -> StageWork:
-        return replace(self.work, todo=list(self.left.values()))
+    def received(self, batch: list[Prediction]) -> None:
+        self.done.update(map(attrgetter("item_id"), batch))
+
+    def left(self) -> list:
+        return [item for item in self.items if item.id not in self.done]
 
 
 @dataclass
-class _Shard:
-    index: int
-    left: dict[str, Any]  # item id -> item, for the items not yet streamed back
-    attempt: int = 0
+class _StageTask(_Sent):
+    work: StageWork | None = None
+    fitted: bool = False  # its fit record arrived
+
+    def remaining(self) -> StageWork:
+        return replace(self.work, todo=self.left())
+
+
+@dataclass
+class _Shard(_Sent):
+    """A part of shard `index`, and the actor it was sent to."""
+    index: int = 0
+    worker: Any = None
 
 
 class RayExecutor(Executor):
@@ -183,6 +201,7 @@ class RayExecutor(Executor):
         self._ray = None
         self._started_here = False
         self._workers: list = []  # Ray actor handles, one per shard index
+        self._blobs: dict[int, Any] = {}  # shard index -> the pickled strategy (a Ray object) its actor loaded
 
     def _check(self) -> None:
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 1:
@@ -246,6 +265,10 @@ class RayExecutor(Executor):
         """With `parallel_stages` and more than one stage left, every stage is one Ray task (`stage_task`);
         otherwise one after another, each stage's items sharded across the workers (`predict`)."""
         if not self.parallel_stages or len(work) < 2:
+            if any(w.stage.strategy.family == TRAINED for w in work):
+                self.start()  # the workers boot (process, imports) while the first strategy fits here
+                for index in range(self.num_workers):
+                    self._worker(index)
             super().run_stages(work, services, sink)
             return
         self.start()
@@ -262,7 +285,7 @@ class RayExecutor(Executor):
             running[task.options(**options).remote(cwd, job.remaining(), shipped)] = job
 
         for stage in work:
-            launch(_StageTask(stage, {item.id: item for item in stage.todo}))
+            launch(_StageTask(list(stage.todo), work=stage))
         try:
             while running:
                 [stream], _ = ray.wait(list(running), num_returns=1)
@@ -286,8 +309,9 @@ class RayExecutor(Executor):
                     job.fitted = True
                     sink.fitted(job.work.name, out)
                     continue
-                for prediction in _unpack(out):
-                    job.left.pop(prediction.item_id, None)
+                batch = _unpack(out)
+                job.received(batch)
+                for prediction in batch:
                     sink.predicted(job.work.name, prediction)
         finally:
             for stream in running:  # interrupted, or another stage failed: stop the rest (their records stay)
@@ -306,10 +330,10 @@ class RayExecutor(Executor):
         name = job.work.name
         if job.attempt > self.max_retries:
             raise HarnessError(f"{name}: the worker of its stage task died {job.attempt} times "
-                               f"(executor.max_retries={self.max_retries}), {len(job.left)} of its items "
+                               f"(executor.max_retries={self.max_retries}), {len(job.left())} of its items "
                                f"unrecorded; last: {reason}; `harness resume RUN_DIR` continues with them")
         log.warning("%s: the worker of its stage task died (%s); submitting it again with its %d unrecorded items "
-                    "(attempt %d of %d)", name, reason, len(job.left), job.attempt, self.max_retries)
+                    "(attempt %d of %d)", name, reason, len(job.left()), job.attempt, self.max_retries)
 
     # ---------------------------------------------------------------------------------------- sharded items
     def predict(self, strategy: Strategy, items: Sequence) -> Iterator[Prediction]:
@@ -321,19 +345,25 @@ class RayExecutor(Executor):
         import ray.cloudpickle as cloudpickle
 
         blob = ray.put(cloudpickle.dumps(strategy))
-        running: dict[Any, _Shard] = {}  # streaming generator -> its shard
+        for index in range(self.num_workers):  # they start (if new) and unpickle it while the items are packed
+            self._loaded(index, blob)
+        running: dict[Any, _Shard] = {}  # streaming generator -> its part of a shard
 
-        def launch(shard: _Shard) -> None:
-            worker = self._worker(shard.index)
-            worker.load.remote(blob)  # an actor runs its calls in order: predict starts once it is loaded
-            running[worker.predict.remote(_pack(list(shard.left.values())))] = shard
+        def launch(part: _Shard) -> None:
+            part.worker = self._loaded(part.index, blob)
+            running[part.worker.predict.remote(_pack(part.left()))] = part
 
-        for index, part in enumerate(shards(items, self.num_workers)):
-            launch(_Shard(index, {item.id: item for item in part}))
+        # A shard goes in parts of CHUNK_ITEMS, one call each, queued on its worker in order: its first items are
+        # predicted while the rest are still being sharded and packed here.
+        block = CHUNK_ITEMS * self.num_workers
+        for start in range(0, len(items), block):
+            for index, part in enumerate(shards(items[start:start + block], self.num_workers)):
+                if part:
+                    launch(_Shard(part, index=index))
         try:
             while running:
                 [stream], _ = ray.wait(list(running), num_returns=1)
-                shard = running[stream]
+                part = running[stream]
                 try:
                     batch = _unpack(ray.get(next(stream)))
                 except StopIteration:
@@ -341,17 +371,16 @@ class RayExecutor(Executor):
                     continue
                 except _lost(ray) as exc:
                     del running[stream]
-                    self._retry(strategy.name, shard, exc)
-                    launch(shard)
+                    self._retry(strategy.name, part, exc)
+                    launch(part)
                     continue
                 except ray.exceptions.RayTaskError as exc:  # the strategy itself raised: not a lost worker
                     raise exc.cause if isinstance(exc.cause, HarnessError) else exc
-                for prediction in batch:
-                    shard.left.pop(prediction.item_id, None)
-                    yield prediction
+                part.received(batch)
+                yield from batch
         finally:
-            for shard in running.values():  # interrupted: the workers' state is unknown, start afresh
-                self._replace(shard.index)
+            for index in {part.index for part in running.values()}:  # interrupted: their state is unknown
+                self._replace(index)
 
     def _worker(self, index: int):
         """The actor for shard `index`, started on first use (a worker's process lives for the run)."""
@@ -362,20 +391,37 @@ class RayExecutor(Executor):
             self._workers[index] = actor.remote(os.getcwd())
         return self._workers[index]
 
-    def _replace(self, index: int) -> None:
-        self._ray.kill(self._workers[index])
-        self._workers[index] = None
+    def _loaded(self, index: int, blob):
+        """The actor for shard `index`, asked to load the pickled strategy `blob` unless it already has (an actor
+        runs its calls in order: what is sent after this predicts with it)."""
+        worker = self._worker(index)
+        if self._blobs.get(index) is not blob:
+            worker.load.remote(blob)
+            self._blobs[index] = blob
+        return worker
 
-    def _retry(self, name: str, shard: _Shard, exc: Exception) -> None:
-        self._replace(shard.index)
-        shard.attempt += 1
+    def _replace(self, index: int) -> None:
+        """Stops shard `index`'s actor; the next use starts a fresh one."""
+        if self._workers[index] is not None:
+            self._ray.kill(self._workers[index])
+        self._workers[index] = None
+        self._blobs.pop(index, None)
+
+    def _retry(self, name: str, part: _Shard, exc: Exception) -> None:
+        """Counts a death of `part`'s worker; the first of that worker's parts to report it replaces the worker and
+        says so (the others were queued behind it)."""
+        first = self._workers[part.index] is part.worker
+        if first:
+            self._replace(part.index)
+        part.attempt += 1
         reason = str(exc).splitlines()[0][:200]
-        if shard.attempt > self.max_retries:
-            raise HarnessError(f"{name}: the worker of shard {shard.index} died {shard.attempt} times "
-                               f"(executor.max_retries={self.max_retries}), {len(shard.left)} of its items "
+        if part.attempt > self.max_retries:
+            raise HarnessError(f"{name}: the worker of shard {part.index} died {part.attempt} times "
+                               f"(executor.max_retries={self.max_retries}), {len(part.left())} of its items "
                                f"unrecorded; last: {reason}; `harness resume RUN_DIR` continues with them")
-        log.warning("%s: the worker of shard %d died (%s); retrying its %d unrecorded items (attempt %d of %d)",
-                    name, shard.index, reason, len(shard.left), shard.attempt, self.max_retries)
+        if first:
+            log.warning("%s: the worker of shard %d died (%s); a new one predicts its unrecorded items (attempt %d "
+                        "of %d)", name, part.index, reason, part.attempt, self.max_retries)
 
     def close(self) -> None:
         if self._ray is None:
@@ -390,4 +436,4 @@ class RayExecutor(Executor):
                 ray.kill(worker)
             if self._started_here:
                 ray.shutdown()  # stops the processes of a local cluster this run started; leaves others' alone
-            self._ray, self._started_here, self._workers = None, False, []
+            self._ray, self._started_here, self._workers, self._blobs = None, False, [], {}

@@ -53,11 +53,12 @@ class BatchedClassifier(Strategy):
             features, feature_seconds = self._features([ex.text for ex in chunk])
             t0 = time.perf_counter()
             labels, confidence = self._decide(features)
-            per_item = feature_seconds + (time.perf_counter() - t0) / len(chunk)
+            # as Python floats: a numpy scalar costs several times as much to pickle (executor=ray ships them)
+            per_item = (feature_seconds + (time.perf_counter() - t0) / len(chunk)).tolist()
             for ex, label, top, seconds in zip(chunk, labels, confidence, per_item):
+                cost = self.hardware_.cost_usd(seconds)
                 yield Prediction(item_id=ex.id, gold=ex.label, pred=str(label), latency_ms=1000.0 * seconds,
-                                 cost_usd=self.hardware_.cost_usd(seconds),
-                                 spent_usd=self.hardware_.cost_usd(seconds),
+                                 cost_usd=cost, spent_usd=cost,
                                  extra={} if top is None else {"confidence": round(float(top), 6)})
 
     def _decide(self, features) -> tuple[np.ndarray, list]:
