@@ -266,9 +266,7 @@ class RayExecutor(Executor):
         otherwise one after another, each stage's items sharded across the workers (`predict`)."""
         if not self.parallel_stages or len(work) < 2:
             if any(w.stage.strategy.family == TRAINED for w in work):
-                self.start()  # the workers boot (process, imports) while the first strategy fits here
-                for index in range(self.num_workers):
-                    self._worker(index)
+                self.start_workers()  # they boot (process, imports) while the first strategy fits here
             super().run_stages(work, services, sink)
             return
         self.start()
@@ -381,6 +379,16 @@ class RayExecutor(Executor):
         finally:
             for index in {part.index for part in running.values()}:  # interrupted: their state is unknown
                 self._replace(index)
+
+    def start_workers(self, wait: bool = False) -> float:
+        """Starts the cluster (if not yet) and every shard's worker process ahead of its first shard; with `wait`,
+        returns once they answer, with the seconds the workers took."""
+        self.start()
+        t0 = time.perf_counter()
+        workers = [self._worker(index) for index in range(self.num_workers)]
+        if wait:
+            self._ray.get([worker.pid.remote() for worker in workers])
+        return time.perf_counter() - t0
 
     def _worker(self, index: int):
         """The actor for shard `index`, started on first use (a worker's process lives for the run)."""
