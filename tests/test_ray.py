@@ -225,11 +225,13 @@ def _run_killing_a_worker(cluster, tiny_csv, tmp_path, *overrides: str) -> tuple
 
 @pytest.mark.parametrize("chunk_items", [None, 3], ids=["one-call-a-shard", "shards-in-calls-of-3"])
 def test_a_killed_worker_s_shard_is_finished_with_every_item_recorded_once(cluster, tiny_csv, tmp_path, monkeypatch,
-                                                                           chunk_items):
+                                                                           caplog, chunk_items):
     if chunk_items:  # a shard's later calls wait on its worker when it dies: each is sent again, once
         monkeypatch.setattr("harness.run.ray_executor.CHUNK_ITEMS", chunk_items)
     run_dir, pids, killed = _run_killing_a_worker(cluster, tiny_csv, tmp_path)
     assert killed in pids and len(pids) == 3  # two workers, and the one that took over the killed one's shard
+    deaths = [r for r in caplog.records if "died" in r.getMessage()]
+    assert len(deaths) == 1, [r.getMessage() for r in deaths]  # one death, told once, whatever was queued behind it
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
 
 

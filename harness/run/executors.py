@@ -121,7 +121,6 @@ def shards(items: Sequence, n_shards: int) -> list[list]:
     """`items` split into `n_shards` lists by `shard_of`, each in the items' order (the list at index i is shard i,
     empty or not)."""
     out: list[list] = [[] for _ in range(n_shards)]
-    crc32 = zlib.crc32  # shard_of, inlined: a call per item is half the cost at 1,000,000 items
     for item in items:
-        out[crc32(item.id.encode()) % n_shards].append(item)
+        out[shard_of(item.id, n_shards)].append(item)
     return out

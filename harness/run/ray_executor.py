@@ -164,20 +164,20 @@ class _Sent:
         return [item for item in self.items if item.id not in self.done]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _StageTask(_Sent):
-    work: StageWork | None = None
+    work: StageWork
     fitted: bool = False  # its fit record arrived
 
     def remaining(self) -> StageWork:
         return replace(self.work, todo=self.left())
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Shard(_Sent):
     """A part of shard `index`, and the actor it was sent to."""
-    index: int = 0
-    worker: Any = None
+    index: int
+    worker: Any = None  # set when the part is sent
 
 
 class RayExecutor(Executor):
